@@ -1,0 +1,24 @@
+import { formatLsn, type Lsn } from './lsn.ts';
+
+/** Why decoding stopped; `end-of-wal` is the normal end of written WAL, everything else is damage. */
+export type WalDecodeErrorCode =
+  | 'end-of-wal'
+  | 'bad-page-header'
+  | 'bad-record-header'
+  | 'bad-record-length'
+  | 'bad-crc'
+  | 'bad-block-ref'
+  | 'bad-main-data'
+  | 'unsupported';
+
+/** Every decode failure names the LSN where it was found, like xlogreader's report_invalid_record. */
+export class WalDecodeError extends Error {
+  override readonly name = 'WalDecodeError';
+  readonly lsn: Lsn;
+  readonly code: WalDecodeErrorCode;
+  constructor(code: WalDecodeErrorCode, message: string, lsn: Lsn) {
+    super(`${message} at ${formatLsn(lsn)}`);
+    this.code = code;
+    this.lsn = lsn;
+  }
+}

@@ -1,0 +1,16 @@
+export {
+  FORK_NAMES,
+  type ForkName,
+  ForkNumber,
+  heapBlocksPerVmPage,
+  MAGIC_TO_MAJOR,
+  Rmgr,
+  rmgrName,
+} from './constants.ts';
+export { crc32c } from './crc32c.ts';
+export { recordTypeName } from './describe.ts';
+export { WalDecodeError, type WalDecodeErrorCode } from './errors.ts';
+export { type FileEvent, fileEvents, type ImpliedBlockRef, impliedBlockRefs } from './events.ts';
+export { formatLsn, formatLsnPadded, type Lsn, LsnFormatError, parseLsn } from './lsn.ts';
+export type { BlockRef, DecodedRecord } from './record.ts';
+export { type PageHeader, WalStreamDecoder, type WalStreamDecoderOptions } from './stream.ts';

@@ -1,0 +1,424 @@
+import {
+  MAGIC_TO_MAJOR,
+  MAX_RECORD_LENGTH,
+  MAXALIGN,
+  Rmgr,
+  SIZE_OF_LONG_PAGE_HEADER,
+  SIZE_OF_SHORT_PAGE_HEADER,
+  SIZE_OF_XLOG_RECORD,
+  XLOG_SWITCH,
+  XLP_ALL_FLAGS,
+  XLP_FIRST_IS_CONTRECORD,
+  XLP_FIRST_IS_OVERWRITE_CONTRECORD,
+  XLP_LONG_HEADER,
+} from './constants.ts';
+import { WalDecodeError } from './errors.ts';
+import { formatLsn, type Lsn, lsnFromHalves, MAX_LSN } from './lsn.ts';
+import { u16At, u32At } from './reader.ts';
+import { checkRecordHeader, type DecodedRecord, decodeRecord, type RecordContext } from './record.ts';
+
+export interface WalStreamDecoderOptions {
+  /** A record start, or a page boundary (the tail of a record begun earlier is then skipped). */
+  readonly startLsn: Lsn;
+  /** wal_segment_size in bytes. */
+  readonly segmentSize: number;
+  /** XLOG_BLCKSZ, the WAL page size. */
+  readonly pageSize?: number;
+  /** BLCKSZ, the data page size. */
+  readonly blockSize?: number;
+  /** The server's major version; needed only when startLsn is not page-aligned (no header seen yet). */
+  readonly major?: number;
+  /** Check each record's CRC-32C (default true). */
+  readonly verifyCrc?: boolean;
+}
+
+/** A page header as read from WAL. */
+export interface PageHeader {
+  readonly magic: number;
+  readonly info: number;
+  readonly tli: number;
+  readonly pageAddr: Lsn;
+  readonly remLen: number;
+  readonly size: number;
+  /** Long headers only (the first page of a segment). */
+  readonly systemId?: bigint;
+  readonly segmentSize?: number;
+  readonly pageSize?: number;
+}
+
+type State =
+  | { readonly kind: 'record' }
+  | { readonly kind: 'skip-continuation' }
+  | {
+      readonly kind: 'reassembling';
+      readonly lsn: Lsn;
+      readonly totLen: number;
+      parts: Uint8Array[];
+      got: number;
+    };
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * Turns WAL bytes, fed in pieces of any size, into decoded records in order (Neon's feed/poll shape):
+ * `feed(bytes, lsn)` adds input; `next()` returns a record, `null` when it needs more bytes, or throws a
+ * WalDecodeError naming the LSN. Page framing (headers, continuation records, XLOG_SWITCH padding,
+ * OVERWRITE_CONTRECORD) lives here; record layout lives in record.ts.
+ *
+ * Fed buffers are referenced, not copied: the caller must not modify them afterwards.
+ */
+export class WalStreamDecoder {
+  readonly segmentSize: number;
+  readonly pageSize: number;
+  readonly blockSize: number;
+  readonly verifyCrc: boolean;
+  #major: number | undefined;
+  #ctx: RecordContext | undefined;
+  #state: State;
+  /** LSN of the next byte to interpret. */
+  #pos: Lsn;
+  #buf: Uint8Array = EMPTY;
+  #bufLsn: Lsn;
+  #fedEnd: Lsn | undefined;
+  #lastRecordLsn: Lsn | undefined;
+  #lastPageTli = 0;
+  #systemId: bigint | undefined;
+  #recordsDecoded = 0;
+  #overwrittenLsn: Lsn | undefined;
+
+  constructor(options: WalStreamDecoderOptions) {
+    const pageSize = options.pageSize ?? 8192;
+    const blockSize = options.blockSize ?? 8192;
+    if (!isPowerOfTwo(pageSize) || pageSize < 1024 || pageSize > 65536) {
+      throw new RangeError(`options.pageSize must be a power of two from 1024 to 65536, got ${pageSize}`);
+    }
+    if (!isPowerOfTwo(blockSize) || blockSize < 1024 || blockSize > 32768) {
+      throw new RangeError(`options.blockSize must be a power of two from 1024 to 32768, got ${blockSize}`);
+    }
+    const seg = options.segmentSize;
+    if (!isPowerOfTwo(seg) || seg < 1 << 20 || seg > 1 << 30) {
+      throw new RangeError(`options.segmentSize must be a power of two from 1 MB to 1 GB, got ${seg}`);
+    }
+    const start = options.startLsn;
+    if (!Number.isSafeInteger(start) || start < 0) {
+      throw new RangeError(`options.startLsn must be a non-negative safe integer, got ${start}`);
+    }
+    const inPage = start % pageSize;
+    if (inPage !== 0 && (inPage < SIZE_OF_SHORT_PAGE_HEADER || start % MAXALIGN !== 0)) {
+      throw new RangeError(
+        `options.startLsn ${formatLsn(start)} is neither a page boundary nor a possible record start`,
+      );
+    }
+    if (options.major !== undefined && ![...MAGIC_TO_MAJOR.values()].includes(options.major)) {
+      throw new RangeError(`options.major must be one of 13–18, got ${options.major}`);
+    }
+    if (inPage !== 0 && options.major === undefined) {
+      throw new RangeError('options.major is required when options.startLsn is not page-aligned');
+    }
+    this.segmentSize = seg;
+    this.pageSize = pageSize;
+    this.blockSize = blockSize;
+    this.verifyCrc = options.verifyCrc ?? true;
+    this.#pos = start;
+    this.#bufLsn = start;
+    this.#state = inPage === 0 ? { kind: 'skip-continuation' } : { kind: 'record' };
+    if (options.major !== undefined) this.#setMajor(options.major);
+  }
+
+  /** Where decoding stands: the next record starts here or later. */
+  get position(): Lsn {
+    return this.#pos;
+  }
+  get major(): number | undefined {
+    return this.#major;
+  }
+  /** xlp_sysid of the last long page header seen. */
+  get systemId(): bigint | undefined {
+    return this.#systemId;
+  }
+  get recordsDecoded(): number {
+    return this.#recordsDecoded;
+  }
+  /** Set when a page abandoned a half-read record (OVERWRITE_CONTRECORD): that record's LSN. */
+  get overwrittenLsn(): Lsn | undefined {
+    return this.#overwrittenLsn;
+  }
+
+  /** Adds WAL bytes covering [lsn, lsn + bytes.length). Pieces must follow each other without gaps. */
+  feed(bytes: Uint8Array, lsn: Lsn): void {
+    if (this.#fedEnd === undefined) {
+      if (lsn > this.#pos) {
+        throw new RangeError(
+          `first WAL bytes start at ${formatLsn(lsn)}, after the start ${formatLsn(this.#pos)}`,
+        );
+      }
+    } else if (lsn !== this.#fedEnd) {
+      throw new RangeError(
+        `WAL bytes at ${formatLsn(lsn)} do not follow the last ones, which end at ${formatLsn(this.#fedEnd)}`,
+      );
+    }
+    const end = lsn + bytes.length;
+    if (end > MAX_LSN) throw new WalDecodeError('unsupported', 'WAL position beyond 2^53', lsn);
+    this.#fedEnd = end;
+    const pos = this.#pos;
+    const bufEnd = this.#bufLsn + this.#buf.length;
+    if (pos >= end) {
+      this.#buf = EMPTY;
+      this.#bufLsn = end;
+    } else if (pos < bufEnd && pos >= this.#bufLsn) {
+      const rest = this.#buf.subarray(pos - this.#bufLsn);
+      const joined = new Uint8Array(rest.length + bytes.length);
+      joined.set(rest, 0);
+      joined.set(bytes, rest.length);
+      this.#buf = joined;
+      this.#bufLsn = pos;
+    } else {
+      const from = Math.max(pos, lsn);
+      this.#buf = bytes.subarray(from - lsn);
+      this.#bufLsn = from;
+    }
+  }
+
+  /** The next record, or null when more bytes are needed. Throws WalDecodeError on invalid WAL. */
+  next(): DecodedRecord | null {
+    const pageSize = this.pageSize;
+    for (;;) {
+      const pos = this.#pos;
+      if (pos % pageSize === 0) {
+        const header = this.#readPageHeader();
+        if (header === null) return null;
+        this.#enterPage(header, pos);
+        continue;
+      }
+      const state = this.#state;
+      const pageEnd = pos - (pos % pageSize) + pageSize;
+      if (state.kind === 'reassembling') {
+        const n = Math.min(state.totLen - state.got, pageEnd - pos);
+        if (!this.#has(n)) return null;
+        state.parts.push(this.#view(n));
+        state.got += n;
+        this.#pos = pos + n;
+        if (state.got === state.totLen) return this.#finish(concat(state.parts, state.totLen), state.lsn);
+        continue;
+      }
+      if (!this.#has(4)) return null;
+      const b = this.#buf;
+      const at = pos - this.#bufLsn;
+      const totLen = u32At(b, at);
+      if (totLen === 0) {
+        throw new WalDecodeError(
+          'end-of-wal',
+          `invalid record length: expected at least ${SIZE_OF_XLOG_RECORD}, got 0`,
+          pos,
+        );
+      }
+      if (totLen < SIZE_OF_XLOG_RECORD || totLen > MAX_RECORD_LENGTH) {
+        throw new WalDecodeError('bad-record-length', `invalid record length ${totLen}`, pos);
+      }
+      const onPage = pageEnd - pos;
+      if (totLen <= onPage) {
+        if (!this.#has(totLen)) return null;
+        const rec = this.#view(totLen);
+        this.#pos = pos + totLen;
+        return this.#finish(rec, pos);
+      }
+      if (!this.#has(onPage)) return null;
+      const first = this.#view(onPage);
+      // Check what we can before committing to a long record, as xlogreader does before allocating.
+      if (onPage >= SIZE_OF_XLOG_RECORD) this.#checkHeader(first, pos);
+      this.#state = { kind: 'reassembling', lsn: pos, totLen, parts: [first], got: onPage };
+      this.#pos = pageEnd;
+    }
+  }
+
+  #enterPage(h: PageHeader, pageStart: Lsn): void {
+    const state = this.#state;
+    const cont = (h.info & XLP_FIRST_IS_CONTRECORD) !== 0;
+    this.#pos = pageStart + h.size;
+    if (state.kind === 'reassembling') {
+      if ((h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) {
+        // The rest of that record never reached disk before a crash; the page starts afresh.
+        this.#overwrittenLsn = state.lsn;
+        this.#state = { kind: 'record' };
+        return;
+      }
+      if (!cont) throw new WalDecodeError('bad-page-header', 'there is no contrecord flag', pageStart);
+      const expected = state.totLen - state.got;
+      if (h.remLen === 0 || h.remLen !== expected) {
+        throw new WalDecodeError(
+          'bad-page-header',
+          `invalid contrecord length ${h.remLen} (expected ${expected}) for record at ${formatLsn(state.lsn)}`,
+          pageStart,
+        );
+      }
+      return;
+    }
+    if (state.kind === 'skip-continuation') {
+      if (!cont) {
+        this.#state = { kind: 'record' };
+        return;
+      }
+      const skip = align(h.remLen);
+      if (skip >= this.pageSize - h.size) {
+        this.#pos = pageStart + this.pageSize;
+      } else {
+        this.#pos += skip;
+        this.#state = { kind: 'record' };
+      }
+      return;
+    }
+    if (cont) {
+      throw new WalDecodeError(
+        'bad-page-header',
+        'page starts with a continuation where a new record was expected',
+        pageStart,
+      );
+    }
+  }
+
+  /** XLogReaderValidatePageHeader; returns null until the whole header has been fed. */
+  #readPageHeader(): PageHeader | null {
+    const pos = this.#pos;
+    if (!this.#has(SIZE_OF_SHORT_PAGE_HEADER)) return null;
+    const b = this.#buf;
+    const o = pos - this.#bufLsn;
+    const magic = u16At(b, o);
+    const info = u16At(b, o + 2);
+    const long = (info & XLP_LONG_HEADER) !== 0;
+    if (long && !this.#has(SIZE_OF_LONG_PAGE_HEADER)) return null;
+    const major = MAGIC_TO_MAJOR.get(magic);
+    if (major === undefined) {
+      throw new WalDecodeError('bad-page-header', `invalid magic number 0x${hex16(magic)} in WAL page`, pos);
+    }
+    if (this.#major !== undefined && major !== this.#major) {
+      throw new WalDecodeError(
+        'bad-page-header',
+        `WAL page magic 0x${hex16(magic)} is PostgreSQL ${major}, but this stream is PostgreSQL ${this.#major}`,
+        pos,
+      );
+    }
+    if ((info & ~XLP_ALL_FLAGS) !== 0) {
+      throw new WalDecodeError('bad-page-header', `invalid info bits 0x${hex16(info)} in WAL page`, pos);
+    }
+    const segmentStart = pos % this.segmentSize === 0;
+    if (segmentStart && !long) {
+      throw new WalDecodeError('bad-page-header', 'first page of a WAL segment lacks a long header', pos);
+    }
+    if (!segmentStart && long) {
+      throw new WalDecodeError('bad-page-header', 'long page header in the middle of a WAL segment', pos);
+    }
+    const pageAddr = lsnFromHalves(u32At(b, o + 8), u32At(b, o + 12));
+    const tli = u32At(b, o + 4);
+    const remLen = u32At(b, o + 16);
+    let header: PageHeader = { magic, info, tli, pageAddr, remLen, size: SIZE_OF_SHORT_PAGE_HEADER };
+    if (long) {
+      const systemId = (BigInt(u32At(b, o + 28)) << 32n) | BigInt(u32At(b, o + 24));
+      const segmentSize = u32At(b, o + 32);
+      const pageSize = u32At(b, o + 36);
+      if (segmentSize !== this.segmentSize) {
+        throw new WalDecodeError(
+          'bad-page-header',
+          `WAL segment size ${segmentSize} in page header, expected ${this.segmentSize}`,
+          pos,
+        );
+      }
+      if (pageSize !== this.pageSize) {
+        throw new WalDecodeError(
+          'bad-page-header',
+          `WAL page size ${pageSize} in page header, expected ${this.pageSize}`,
+          pos,
+        );
+      }
+      if (this.#systemId !== undefined && systemId !== this.#systemId) {
+        throw new WalDecodeError(
+          'bad-page-header',
+          `WAL from system ${systemId}, expected system ${this.#systemId}`,
+          pos,
+        );
+      }
+      this.#systemId = systemId;
+      header = { ...header, size: SIZE_OF_LONG_PAGE_HEADER, systemId, segmentSize, pageSize };
+    }
+    if (pageAddr !== pos) {
+      throw new WalDecodeError(
+        'bad-page-header',
+        `unexpected pageaddr ${formatLsn(pageAddr)} in WAL page`,
+        pos,
+      );
+    }
+    if (tli < this.#lastPageTli) {
+      throw new WalDecodeError(
+        'bad-page-header',
+        `out-of-sequence timeline ID ${tli} (after ${this.#lastPageTli})`,
+        pos,
+      );
+    }
+    this.#lastPageTli = tli;
+    if (this.#major === undefined) this.#setMajor(major);
+    return header;
+  }
+
+  #checkHeader(rec: Uint8Array, lsn: Lsn): void {
+    checkRecordHeader(rec, lsn, this.#major!);
+    const prev = lsnFromHalves(u32At(rec, 8), u32At(rec, 12));
+    if (this.#lastRecordLsn !== undefined && prev !== this.#lastRecordLsn) {
+      throw new WalDecodeError(
+        'bad-record-header',
+        `record with incorrect prev-link ${formatLsn(prev)} (previous record at ${formatLsn(this.#lastRecordLsn)})`,
+        lsn,
+      );
+    }
+  }
+
+  #finish(rec: Uint8Array, lsn: Lsn): DecodedRecord {
+    this.#checkHeader(rec, lsn);
+    let endLsn = this.#pos;
+    const isSwitch = rec[17] === Rmgr.XLOG && (rec[16] & 0xf0) === XLOG_SWITCH;
+    if (isSwitch) {
+      // The rest of the segment is zeros, page headers included; the next record opens the next segment.
+      endLsn = Math.ceil(endLsn / this.segmentSize) * this.segmentSize;
+    }
+    const record = decodeRecord(rec, lsn, endLsn, this.#ctx!);
+    this.#pos = isSwitch ? endLsn : align(endLsn);
+    this.#state = { kind: 'record' };
+    this.#lastRecordLsn = lsn;
+    this.#recordsDecoded++;
+    return record;
+  }
+
+  #setMajor(major: number): void {
+    this.#major = major;
+    this.#ctx = { major, blockSize: this.blockSize, verifyCrc: this.verifyCrc };
+  }
+
+  #has(n: number): boolean {
+    return this.#pos + n <= this.#bufLsn + this.#buf.length;
+  }
+
+  #view(n: number): Uint8Array {
+    const at = this.#pos - this.#bufLsn;
+    return this.#buf.subarray(at, at + n);
+  }
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function align(n: number): number {
+  return Math.ceil(n / MAXALIGN) * MAXALIGN;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+function hex16(n: number): string {
+  return n.toString(16).toUpperCase().padStart(4, '0');
+}
