@@ -220,22 +220,32 @@ const NEW_ALL_VISIBLE_CLEARED = 0x02;
  * references that page explicitly (as 17.11+ and 18.6+ do).
  */
 export function impliedBlockRefs(rec: DecodedRecord, blockSize: number): ImpliedBlockRef[] {
+  const pages = vmPagesCleared(rec, blockSize);
+  if (pages.length === 0) return pages;
+  return pages.filter((p) => !rec.blocks.some((b) => sameBlock(b, p)));
+}
+
+/** The VM pages whose bits the record's flags say it clears, named explicitly or not. */
+export function vmPagesCleared(rec: DecodedRecord, blockSize: number): ImpliedBlockRef[] {
   const cleared = vmClears(rec);
   if (cleared.length === 0) return [];
   const perPage = heapBlocksPerVmPage(blockSize);
   const out: ImpliedBlockRef[] = [];
   for (const heap of cleared) {
-    const vmBlock = Math.floor(heap.block / perPage);
-    const named = (b: { spc: number; db: number; rel: number; fork: number; block: number }) =>
-      b.fork === ForkNumber.vm &&
-      b.block === vmBlock &&
-      b.rel === heap.rel &&
-      b.db === heap.db &&
-      b.spc === heap.spc;
-    if (rec.blocks.some(named) || out.some(named)) continue;
-    out.push({ spc: heap.spc, db: heap.db, rel: heap.rel, fork: ForkNumber.vm, block: vmBlock });
+    const page = {
+      spc: heap.spc,
+      db: heap.db,
+      rel: heap.rel,
+      fork: ForkNumber.vm,
+      block: Math.floor(heap.block / perPage),
+    };
+    if (!out.some((p) => sameBlock(p, page))) out.push(page);
   }
   return out;
+}
+
+function sameBlock(a: ImpliedBlockRef, b: ImpliedBlockRef): boolean {
+  return a.block === b.block && a.fork === b.fork && a.rel === b.rel && a.db === b.db && a.spc === b.spc;
 }
 
 /** The heap block references whose all-visible/all-frozen bits the record clears. */

@@ -10,7 +10,13 @@ export {
 export { crc32c } from './crc32c.ts';
 export { recordTypeName } from './describe.ts';
 export { WalDecodeError, type WalDecodeErrorCode } from './errors.ts';
-export { type FileEvent, fileEvents, type ImpliedBlockRef, impliedBlockRefs } from './events.ts';
+export {
+  type FileEvent,
+  fileEvents,
+  type ImpliedBlockRef,
+  impliedBlockRefs,
+  vmPagesCleared,
+} from './events.ts';
 export { formatLsn, formatLsnPadded, type Lsn, LsnFormatError, parseLsn } from './lsn.ts';
 export type { BlockRef, DecodedRecord } from './record.ts';
 export { type PageHeader, WalStreamDecoder, type WalStreamDecoderOptions } from './stream.ts';

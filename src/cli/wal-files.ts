@@ -1,0 +1,127 @@
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { formatLsn, type Lsn } from '../wal/index.ts';
+import { ExitError } from './errors.ts';
+
+/** A WAL segment file named as in pg_wal: TTTTTTTTXXXXXXXXYYYYYYYY, optionally gzipped. */
+export interface SegmentFile {
+  readonly path: string;
+  readonly tli: number;
+  /** The two halves of the name after the timeline (the segment number needs the segment size). */
+  readonly logId: number;
+  readonly segId: number;
+  readonly gzip: boolean;
+}
+
+const SEGMENT_NAME = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.gz)?$/;
+
+export function parseSegmentName(path: string): SegmentFile | null {
+  const m = SEGMENT_NAME.exec(basename(path));
+  if (!m) return null;
+  return {
+    path,
+    tli: Number.parseInt(m[1], 16),
+    logId: Number.parseInt(m[2], 16),
+    segId: Number.parseInt(m[3], 16),
+    gzip: m[4] !== undefined,
+  };
+}
+
+export function segmentNumber(f: SegmentFile, segmentSize: number): number {
+  return f.logId * (0x1_0000_0000 / segmentSize) + f.segId;
+}
+
+/**
+ * The segment files named by `paths` (files, or directories whose segment files are taken), one per
+ * segment number — from `timeline` if given, else from the highest timeline that has it — in order.
+ */
+export function findSegmentFiles(paths: readonly string[], timeline?: number): SegmentFile[] {
+  const found: SegmentFile[] = [];
+  for (const p of paths) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch {
+      throw new ExitError(`could not open "${p}": no such file or directory`);
+    }
+    if (isDir) {
+      for (const name of readdirSync(p)) {
+        const f = parseSegmentName(join(p, name));
+        if (f) found.push(f);
+      }
+    } else {
+      const f = parseSegmentName(p);
+      if (!f)
+        throw new ExitError(`"${p}" is not named like a WAL segment file (TTTTTTTTXXXXXXXXYYYYYYYY[.gz])`);
+      found.push(f);
+    }
+  }
+  const bySegment = new Map<string, SegmentFile>();
+  for (const f of found) {
+    if (timeline !== undefined && f.tli !== timeline) continue;
+    const key = `${f.logId}/${f.segId}`;
+    const seen = bySegment.get(key);
+    if (!seen || f.tli > seen.tli || (f.tli === seen.tli && !f.gzip)) bySegment.set(key, f);
+  }
+  const files = [...bySegment.values()].sort((a, b) => a.logId - b.logId || a.segId - b.segId);
+  if (files.length === 0) {
+    throw new ExitError(
+      `no WAL segment files found in ${paths.join(', ')}${timeline ? ` on timeline ${timeline}` : ''}`,
+    );
+  }
+  return files;
+}
+
+export function readSegment(f: SegmentFile): Buffer {
+  const raw = readFileSync(f.path);
+  if (!f.gzip) return raw;
+  try {
+    return gunzipSync(raw);
+  } catch (e) {
+    throw new ExitError(`could not decompress "${f.path}": ${(e as Error).message}`);
+  }
+}
+
+/** wal_segment_size from a segment's first (long) page header; refuses files that do not carry one. */
+export function segmentSizeOf(f: SegmentFile, bytes: Uint8Array): number {
+  const info = bytes.length >= 40 ? bytes[2] | (bytes[3] << 8) : 0;
+  const size = bytes.length >= 40 ? new DataView(bytes.buffer, bytes.byteOffset, 40).getUint32(32, true) : 0;
+  const valid = (info & 0x0002) !== 0 && size >= 1 << 20 && size <= 1 << 30 && (size & (size - 1)) === 0;
+  if (!valid)
+    throw new ExitError(`"${f.path}" does not start with a WAL long page header (not a WAL segment?)`);
+  return size;
+}
+
+export interface WalPiece {
+  readonly file: SegmentFile;
+  readonly lsn: Lsn;
+  readonly bytes: Uint8Array;
+}
+
+/** Reads segments in order, refusing gaps; a short (truncated) last file is passed on as it is. */
+export function* readSegments(
+  files: readonly SegmentFile[],
+  segmentSize: number,
+  fromLsn = 0,
+): Generator<WalPiece> {
+  let expected: number | undefined;
+  for (const file of files) {
+    const segno = segmentNumber(file, segmentSize);
+    const lsn = segno * segmentSize;
+    if (lsn + segmentSize <= fromLsn) continue;
+    if (expected !== undefined && segno !== expected) {
+      throw new ExitError(
+        `missing WAL segment: after ${basename(files[0].path)}… the segment at ${formatLsn(expected * segmentSize)} is absent, next is ${basename(file.path)}`,
+      );
+    }
+    const bytes = readSegment(file);
+    if (bytes.length > segmentSize) {
+      throw new ExitError(
+        `"${file.path}" is ${bytes.length} bytes, larger than the segment size ${segmentSize}`,
+      );
+    }
+    yield { file, lsn, bytes };
+    expected = segno + 1;
+  }
+}
