@@ -83,14 +83,21 @@ export function readSegment(f: SegmentFile): Buffer {
   }
 }
 
-/** wal_segment_size from a segment's first (long) page header; refuses files that do not carry one. */
-export function segmentSizeOf(f: SegmentFile, bytes: Uint8Array): number {
-  const info = bytes.length >= 40 ? bytes[2] | (bytes[3] << 8) : 0;
-  const size = bytes.length >= 40 ? new DataView(bytes.buffer, bytes.byteOffset, 40).getUint32(32, true) : 0;
-  const valid = (info & 0x0002) !== 0 && size >= 1 << 20 && size <= 1 << 30 && (size & (size - 1)) === 0;
-  if (!valid)
-    throw new ExitError(`"${f.path}" does not start with a WAL long page header (not a WAL segment?)`);
-  return size;
+/**
+ * wal_segment_size, from the long page header of the first file that has one: pg_wal may also hold
+ * preallocated segments of zeros, and those never come first in name order unless nothing precedes them.
+ */
+export function segmentSizeOfFiles(files: readonly SegmentFile[]): number {
+  for (const f of files) {
+    const bytes = readSegment(f);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 40));
+    if (bytes.length < 40 || (dv.getUint16(2, true) & 0x0002) === 0) continue;
+    const size = dv.getUint32(32, true);
+    if (size >= 1 << 20 && size <= 1 << 30 && (size & (size - 1)) === 0) return size;
+  }
+  throw new ExitError(
+    `none of the ${files.length} files starts with a WAL long page header (not WAL segments?)`,
+  );
 }
 
 export interface WalPiece {

@@ -10,74 +10,15 @@ import {
   formatLsn,
   formatLsnPadded,
   impliedBlockRefs,
-  parseLsn,
   Rmgr,
   recordTypeName,
   rmgrName,
   vmPagesCleared,
 } from '../../src/wal/index.ts';
 import { decodeFixture, type Fixture, listFixtures, readTsv, seededRandom } from '../helpers/fixtures.ts';
+import { DESCRIBED_EVENT_KINDS, eventsFromDescription } from '../helpers/waldump-oracle.ts';
 
 const fixtures = listFixtures();
-
-/** pg_waldump's relation path (base/5/16384_vm, global/1262, pg_tblspc/…/5/16440) → `spc/db/rel fork`. */
-function locatorOfPath(path: string): { rel: string; fork: string } {
-  const m = /^(?:base\/(\d+)|global|pg_tblspc\/(\d+)\/PG_[^/]+\/(\d+))\/(\d+)(?:_(fsm|vm|init))?$/.exec(path);
-  if (!m) throw new Error(`unexpected relation path ${path}`);
-  const [, baseDb, spc, spcDb, rel, fork] = m;
-  const loc = baseDb ? `1663/${baseDb}/${rel}` : spc ? `${spc}/${spcDb}/${rel}` : `1664/0/${rel}`;
-  return { rel: loc, fork: fork ?? 'main' };
-}
-
-/** The file-level events pg_waldump's description of a record states, in `--events` form. */
-function eventsFromDescription(lsnText: string, rmgr: string, type: string, desc: string): string[] {
-  const at = formatLsn(parseLsn(lsnText));
-  if (rmgr === 'Storage' && type === 'CREATE') {
-    const { rel, fork } = locatorOfPath(desc);
-    return [`${at} create ${rel} ${fork}`];
-  }
-  if (rmgr === 'Storage' && type === 'TRUNCATE') {
-    const m = /^(\S+) to (\d+) blocks flags (\d+)$/.exec(desc)!;
-    return [`${at} truncate ${locatorOfPath(m[1]).rel} ${m[2]} ${m[3]}`];
-  }
-  if (rmgr === 'Database') {
-    let m = /^copy dir (\d+\/\d+) to (\d+\/\d+)$/.exec(desc);
-    if (m) return [`${at} dbcopy ${m[2]} from ${m[1]}`];
-    m = /^create dir (\d+\/\d+)$/.exec(desc);
-    if (m) return [`${at} dbcreate ${m[1]}`];
-    if (desc.startsWith('dir '))
-      return desc
-        .slice(4)
-        .split(' ')
-        .map((d) => `${at} dbdrop ${d}`);
-    throw new Error(`unexpected Database description ${desc}`);
-  }
-  if (rmgr === 'Transaction' && /^(COMMIT|ABORT|COMMIT_PREPARED|ABORT_PREPARED)$/.test(type)) {
-    const m = /; rels: ([^;]+)/.exec(desc);
-    return m
-      ? m[1]
-          .trim()
-          .split(' ')
-          .map((p) => `${at} drop ${locatorOfPath(p).rel}`)
-      : [];
-  }
-  if (rmgr === 'Tablespace') {
-    return type === 'CREATE' ? [`${at} tblspc-create ${desc}`] : [`${at} tblspc-drop ${desc}`];
-  }
-  if (rmgr === 'RelMap') {
-    const m = /^database (\d+) tablespace (\d+) size \d+$/.exec(desc)!;
-    return [`${at} relmap ${m[2]}/${m[1]}`];
-  }
-  if (rmgr === 'XLOG' && (type === 'CHECKPOINT_SHUTDOWN' || type === 'CHECKPOINT_ONLINE')) {
-    const m = /^redo ([0-9A-F]+\/[0-9A-F]+); tli (\d+); prev tli (\d+);.*; (shutdown|online)$/.exec(desc)!;
-    return [`${at} checkpoint ${m[4]} redo ${m[1]} tli ${m[2]} prev ${m[3]}`];
-  }
-  if (rmgr === 'XLOG' && type === 'END_OF_RECOVERY') {
-    const m = /^tli (\d+); prev tli (\d+);/.exec(desc)!;
-    return [`${at} end-of-recovery tli ${m[1]} prev ${m[2]}`];
-  }
-  return [];
-}
 
 function recordRow(r: DecodedRecord): string {
   return [formatLsnPadded(r.lsn), rmgrName(r.rmid), recordTypeName(r), r.totLen].join('\t');
@@ -117,24 +58,11 @@ describe.each(fixtures.map((f) => [f.name, f] as [string, Fixture]))(
 
     it('reads the file-level events pg_waldump describes', () => {
       const expected = expectedRecords.flatMap(([lsn, rmgr, type, , desc]) =>
-        eventsFromDescription(lsn, rmgr, type, desc ?? ''),
+        eventsFromDescription({ lsn, rmgr, type, desc: desc ?? '' }),
       );
-      const described = new Set([
-        'create',
-        'truncate',
-        'drop',
-        'dbcopy',
-        'dbcreate',
-        'dbdrop',
-        'tblspc-create',
-        'tblspc-drop',
-        'relmap',
-        'checkpoint',
-        'end-of-recovery',
-      ]);
       const actual = records
         .flatMap(fileEvents)
-        .filter((e) => described.has(e.kind))
+        .filter((e) => DESCRIBED_EVENT_KINDS.has(e.kind))
         .map(eventLine);
       expect(expected.length).toBeGreaterThan(fixture.name === 'pg17-tli2' ? 5 : 100);
       expect(actual).toEqual(expected);

@@ -20,7 +20,7 @@ import {
 } from '../../wal/index.ts';
 import { ExitError, UsageError } from '../errors.ts';
 import { LineWriter } from '../output.ts';
-import { findSegmentFiles, readSegments, type SegmentFile, segmentSizeOf } from '../wal-files.ts';
+import { findSegmentFiles, readSegments, type SegmentFile, segmentSizeOfFiles } from '../wal-files.ts';
 
 export interface WaldumpOptions {
   readonly paths: readonly string[];
@@ -126,7 +126,11 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
         decoder = new WalStreamDecoder({ startLsn, segmentSize, blockSize: o.blockSize });
       }
       decoder.feed(piece.bytes, piece.lsn);
-      for (let rec = decoder.next(); rec !== null; rec = decoder.next()) {
+      for (;;) {
+        // A record that starts at or after --end cannot end before it: do not read past it.
+        if (o.end !== undefined && decoder.position >= o.end) return finish();
+        const rec = decoder.next();
+        if (rec === null) break;
         if (o.start !== undefined && rec.lsn < o.start) continue;
         if (o.end !== undefined && rec.endLsn > o.end) return finish();
         firstLsn ??= rec.lsn;
@@ -183,8 +187,7 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
 }
 
 function* readSegmentsFrom(files: SegmentFile[], start: Lsn | undefined, onSegmentSize: (n: number) => void) {
-  const first = readSegments(files.slice(0, 1), 1 << 30).next().value;
-  const size = segmentSizeOf(files[0], first!.bytes);
+  const size = segmentSizeOfFiles(files);
   onSegmentSize(size);
   yield* readSegments(files, size, start ?? 0);
 }

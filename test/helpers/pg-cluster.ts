@@ -1,0 +1,208 @@
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * A throwaway PostgreSQL cluster for tests: initdb into a temp dir, a free port on 127.0.0.1, no Unix
+ * socket. initdb refuses root, so when the tests run as root every server command runs as `postgres`.
+ * `destroy()` stops and removes it; a process exit does the same for any cluster a failed test left.
+ */
+
+export function pgBinDir(): string {
+  if (process.env.PG_BINDIR) return process.env.PG_BINDIR;
+  const root = '/usr/lib/postgresql';
+  if (existsSync(join(root, '15/bin/initdb'))) return join(root, '15/bin');
+  const versions = existsSync(root)
+    ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin/initdb')))
+    : [];
+  if (versions.length > 0) return join(root, versions.sort((a, b) => Number(b) - Number(a))[0], 'bin');
+  throw new Error('PostgreSQL binaries not found: install postgresql-15 or set PG_BINDIR');
+}
+
+const asRoot = process.getuid?.() === 0;
+const live = new Set<PgCluster>();
+process.on('exit', () => {
+  for (const c of live) c.destroySync();
+});
+
+export interface ClusterOptions {
+  /** postgresql.conf settings on top of the defaults below. */
+  readonly settings?: Record<string, string | number>;
+  readonly initdbArgs?: readonly string[];
+}
+
+export class PgCluster {
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly bindir: string;
+  port = 0;
+  #running = false;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.dataDir = join(dir, 'data');
+    this.bindir = pgBinDir();
+  }
+
+  static async start(options: ClusterOptions = {}): Promise<PgCluster> {
+    const dir = mkdtempSync(join(tmpdir(), 'ptrackd-pg-'));
+    const cluster = new PgCluster(dir);
+    live.add(cluster);
+    cluster.#ownByServerUser(dir);
+    cluster.run('initdb', [
+      '-D',
+      cluster.dataDir,
+      '-U',
+      'postgres',
+      '-A',
+      'trust',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+      ...(options.initdbArgs ?? []),
+    ]);
+    for (let attempt = 1; ; attempt++) {
+      cluster.port = await freePort();
+      const settings: Record<string, string | number> = {
+        listen_addresses: "'127.0.0.1'",
+        port: cluster.port,
+        unix_socket_directories: "''",
+        wal_level: 'replica',
+        max_wal_senders: 5,
+        max_replication_slots: 5,
+        max_prepared_transactions: 5,
+        fsync: 'off',
+        shared_buffers: "'64MB'",
+        ...options.settings,
+      };
+      const conf = Object.entries(settings)
+        .map(([k, v]) => `${k} = ${v}`)
+        .join('\n');
+      writeFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), `${conf}\n`);
+      cluster.#ownByServerUser(join(cluster.dataDir, 'postgresql.auto.conf'));
+      try {
+        cluster.run('pg_ctl', [
+          '-D',
+          cluster.dataDir,
+          '-l',
+          join(dir, 'server.log'),
+          '-w',
+          '-t',
+          '60',
+          'start',
+        ]);
+        cluster.#running = true;
+        return cluster;
+      } catch (e) {
+        if (attempt >= 3) {
+          cluster.destroySync();
+          throw e;
+        }
+      }
+    }
+  }
+
+  /** A connection string for client programs and libraries. */
+  get connectionString(): string {
+    return `postgresql://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  get walDir(): string {
+    return join(this.dataDir, 'pg_wal');
+  }
+
+  /** Runs a server-side program (initdb, pg_ctl, …) from the PostgreSQL bin dir as the server's user. */
+  run(program: string, args: readonly string[]): string {
+    const bin = join(this.bindir, program);
+    const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, [...args]];
+    return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
+  }
+
+  /** Runs a client program (psql, pgbench, pg_waldump, …) against this cluster; returns stdout. */
+  async client(program: string, args: readonly string[], options: { input?: string } = {}): Promise<string> {
+    const env = {
+      ...process.env,
+      PGHOST: '127.0.0.1',
+      PGPORT: String(this.port),
+      PGUSER: 'postgres',
+      PGDATABASE: 'postgres',
+    };
+    return new Promise((resolve, reject) => {
+      const child = spawn(join(this.bindir, program), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (b) => out.push(b));
+      child.stderr.on('data', (b) => err.push(b));
+      child.on('error', reject);
+      child.stdin.on('error', () => {}); // a program that exits without reading its input
+      child.on('close', (code) => {
+        if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
+        else
+          reject(
+            new Error(`${program} ${args.join(' ')} exited ${code}: ${Buffer.concat(err).toString('utf8')}`),
+          );
+      });
+      child.stdin.end(options.input ?? '');
+    });
+  }
+
+  /** Runs SQL through psql (stops at the first error) and returns unaligned, tuples-only output. */
+  async sql(sql: string, database = 'postgres'): Promise<string> {
+    const out = await this.client('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', database], {
+      input: sql,
+    });
+    return out.trim();
+  }
+
+  /** A directory the server may write into (for tablespaces). */
+  makeServerDir(name: string): string {
+    const path = join(this.dir, name);
+    mkdirSync(path);
+    this.#ownByServerUser(path);
+    return path;
+  }
+
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    if (!this.#running) return;
+    this.run('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', 'stop']);
+    this.#running = false;
+  }
+
+  async destroy(): Promise<void> {
+    this.destroySync();
+  }
+
+  destroySync(): void {
+    if (this.#running) {
+      const bin = join(this.bindir, 'pg_ctl');
+      const args = ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop'];
+      spawnSync(asRoot ? 'runuser' : bin, asRoot ? ['-u', 'postgres', '--', bin, ...args] : args, {
+        stdio: 'ignore',
+      });
+      this.#running = false;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  #ownByServerUser(path: string): void {
+    if (!asRoot) return;
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }));
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }));
+    chownSync(path, uid, gid);
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
