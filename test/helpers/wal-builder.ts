@@ -157,6 +157,6 @@ export function buildWal(
 export function u32s(...values: number[]): Uint8Array {
   const b = new Uint8Array(values.length * 4);
   const dv = new DataView(b.buffer);
-  values.forEach((v, i) => dv.setUint32(i * 4, v >>> 0, true));
+  for (const [i, v] of values.entries()) dv.setUint32(i * 4, v >>> 0, true);
   return b;
 }
