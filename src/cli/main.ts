@@ -1,11 +1,19 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { LsnFormatError } from '../wal/index.ts';
-import { waldumpCommand } from './commands/waldump.ts';
+import { normalizeWaldumpArgs, waldumpCommand } from './commands/waldump.ts';
 import { ExitError, UsageError } from './errors.ts';
 
 /** The one entry point, and the only place that exits: every command reports through errors. */
 async function main(argv: string[]): Promise<number> {
+  try {
+    return await parse(normalizeWaldumpArgs(argv));
+  } catch (e) {
+    return report(e);
+  }
+}
+
+async function parse(argv: string[]): Promise<number> {
   const cli = waldumpCommand(
     yargs(argv)
       .scriptName('ptrackd')
@@ -19,12 +27,8 @@ async function main(argv: string[]): Promise<number> {
         throw err ?? new UsageError(msg);
       }),
   );
-  try {
-    await cli.parseAsync();
-    return 0;
-  } catch (e) {
-    return report(e);
-  }
+  await cli.parseAsync();
+  return 0;
 }
 
 function report(e: unknown): number {

@@ -69,18 +69,17 @@ export function waldumpCommand(y: Argv): Argv {
         })
         .option('events', { type: 'boolean', default: false, describe: 'one line per file-level event' })
         .option('stats', {
-          type: 'string',
-          describe: 'statistics per resource manager, or per record type with --stats=record',
+          type: 'boolean',
+          default: false,
+          describe: 'statistics per resource manager (--stats=record: per record type)',
         })
+        .option('per-record', { type: 'boolean', default: false, hidden: true })
         .option('format', { choices: ['text', 'json'] as const, default: 'text' as const })
         .option('block-size', { type: 'number', default: 8192, describe: "the server's BLCKSZ" })
         .check((a) => {
-          const modes = [a.blocks, a.events, a.stats !== undefined].filter(Boolean).length;
+          const modes = [a.blocks, a.events, a.stats].filter(Boolean).length;
           if (modes > 1) throw new UsageError('choose one of --blocks, --events and --stats');
           if (a.implied && !a.blocks) throw new UsageError('--implied goes with --blocks');
-          if (a.stats !== undefined && a.stats !== '' && a.stats !== 'rmgr' && a.stats !== 'record') {
-            throw new UsageError(`--stats takes "rmgr" or "record", not "${a.stats}"`);
-          }
           return true;
         }),
     async (a) => {
@@ -90,8 +89,8 @@ export function waldumpCommand(y: Argv): Argv {
           start: a.start === undefined ? undefined : parseLsn(a.start),
           end: a.end === undefined ? undefined : parseLsn(a.end),
           timeline: a.timeline,
-          mode: a.blocks ? 'blocks' : a.events ? 'events' : a.stats !== undefined ? 'stats' : 'records',
-          statsPerRecord: a.stats === 'record',
+          mode: a.blocks ? 'blocks' : a.events ? 'events' : a.stats ? 'stats' : 'records',
+          statsPerRecord: a['per-record'],
           implied: a.implied,
           format: a.format,
           blockSize: a['block-size'],
@@ -101,6 +100,20 @@ export function waldumpCommand(y: Argv): Argv {
       );
     },
   );
+}
+
+/**
+ * pg_waldump spells it `--stats[=record]`; an option with an optional value would swallow the next path,
+ * so the two spellings become boolean flags before parsing.
+ */
+export function normalizeWaldumpArgs(argv: readonly string[]): string[] {
+  return argv.flatMap((a) => {
+    if (a === '--stats=record') return ['--stats', '--per-record'];
+    if (a === '--stats=rmgr') return ['--stats'];
+    if (a.startsWith('--stats='))
+      throw new UsageError(`--stats takes "rmgr" or "record", not "${a.slice(8)}"`);
+    return [a];
+  });
 }
 
 /** Decodes the files and prints one of the views; throws ExitError for anything that stops it early. */

@@ -1,0 +1,37 @@
+import { cpus } from 'node:os';
+import { benchCrc32c } from './crc32c.ts';
+import { benchDecode } from './decode.ts';
+import { walCorpus } from './wal-corpus.ts';
+
+/** `npm run bench`: every benchmark, each as ratios against a yardstick measured in the same run. */
+const log = (s: string) => process.stdout.write(`${s}\n`);
+log(
+  `ptrackd benchmarks — ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}, Node ${process.version}`,
+);
+
+log(
+  '\nCRC-32C, MB/s by input size (table = TypeScript slicing-by-8, native = @node-rs/crc32, hybrid = ptrackd)',
+);
+log('  size      table     native     hybrid');
+for (const r of benchCrc32c()) {
+  log(
+    `${String(r.size).padStart(6)} ${r.table.toFixed(0).padStart(10)} ${r.native.toFixed(0).padStart(10)} ${r.hybrid.toFixed(0).padStart(10)}`,
+  );
+}
+
+const corpus = await walCorpus(log);
+const d = benchDecode(corpus);
+const mb = d.bytes / 1e6;
+log(
+  `\nDecode ${mb.toFixed(0)} MB of WAL, ${d.records} records, ${d.blockRefs} block refs (best of 3, files in page cache)`,
+);
+log('                                   seconds      MB/s   records/s');
+const row = (name: string, s: number) =>
+  log(
+    `${name.padEnd(34)} ${s.toFixed(3).padStart(7)} ${(mb / s).toFixed(0).padStart(9)} ${(d.records / s / 1e3).toFixed(0).padStart(9)}k`,
+  );
+row('pg_waldump --stats=record', d.waldumpSeconds);
+row('ptrackd, 1 thread, CRC checked', d.ptrackdSeconds);
+log(
+  `ratio ptrackd / pg_waldump throughput: ${(d.waldumpSeconds / d.ptrackdSeconds).toFixed(2)}x (target >= 0.5x)`,
+);
