@@ -37,7 +37,7 @@ export async function walCorpus(log: (s: string) => void): Promise<WalCorpus> {
   try {
     const start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
     await cluster.client('pgbench', ['-i', '-q', '-s', '40']);
-    await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '40']);
+    await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '60']);
     await cluster.sql('CHECKPOINT');
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
     const [firstSegment, lastSegment] = (

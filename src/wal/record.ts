@@ -83,14 +83,19 @@ export function recordCrcMatches(rec: Uint8Array): boolean {
  */
 export function decodeRecord(rec: Uint8Array, lsn: Lsn, endLsn: Lsn, ctx: RecordContext): DecodedRecord {
   const { major, blockSize } = ctx;
-  const r = reader.reset(rec, 0, rec.length, lsn, 'bad-record-header', 'record');
-  const totLen = r.u32le();
-  const xid = r.u32le();
-  const prevLsn = lsnFromHalves(r.u32le(), r.u32le());
-  const info = r.u8();
-  const rmid = r.u8();
-  r.skip(2);
-  const crc = r.u32le();
+  if (rec.length < SIZE_OF_XLOG_RECORD) {
+    throw new WalDecodeError(
+      'bad-record-length',
+      `record of ${rec.length} bytes is shorter than its header`,
+      lsn,
+    );
+  }
+  const totLen = u32At(rec, 0);
+  const xid = u32At(rec, 4);
+  const prevLsn = lsnFromHalves(u32At(rec, 8), u32At(rec, 12));
+  const info = rec[16];
+  const rmid = rec[17];
+  const crc = u32At(rec, 20);
   if (totLen !== rec.length) {
     throw new WalDecodeError(
       'bad-record-length',
@@ -107,7 +112,7 @@ export function decodeRecord(rec: Uint8Array, lsn: Lsn, endLsn: Lsn, ctx: Record
     );
   }
 
-  r.code = 'bad-block-ref';
+  const r = reader.reset(rec, SIZE_OF_XLOG_RECORD, rec.length, lsn, 'bad-block-ref', 'record');
   const blocks: BlockRef[] = [];
   let declared = 0;
   let mainLen = 0;

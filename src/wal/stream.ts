@@ -157,6 +157,8 @@ export class WalStreamDecoder {
         `WAL bytes at ${formatLsn(lsn)} do not follow the last ones, which end at ${formatLsn(this.#fedEnd)}`,
       );
     }
+    // A Buffer's subarray() builds a Buffer each time; plain Uint8Array views are much cheaper per record.
+    if (bytes instanceof Buffer) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     const end = lsn + bytes.length;
     if (end > MAX_LSN) throw new WalDecodeError('unsupported', 'WAL position beyond 2^53', lsn);
     this.#fedEnd = end;
@@ -402,7 +404,9 @@ export class WalStreamDecoder {
 }
 
 function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
+  // Buffer.allocUnsafe carves small buffers out of a shared pool; new Uint8Array(n) is an allocation each.
+  const pooled = Buffer.allocUnsafe(total);
+  const out = new Uint8Array(pooled.buffer, pooled.byteOffset, total);
   let at = 0;
   for (const p of parts) {
     out.set(p, at);
