@@ -1,0 +1,12 @@
+export { readFileIfExists, writeFileDurably } from './durable.ts';
+export {
+  type CheckpointRecord,
+  CRC_BLOCK_SIZE,
+  encodeMapFile,
+  type LoadedMap,
+  loadMapFile,
+  type MapFileImage,
+} from './file.ts';
+export { blockHash, mod64 } from './hash.ts';
+export { entriesForMapSize, fileSizeForEntries, MAP_VERSION, MAX_MAP_SIZE_MB } from './layout.ts';
+export { PtrackMap } from './map.ts';

@@ -1,0 +1,127 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  type CheckpointRecord,
+  CRC_BLOCK_SIZE,
+  encodeMapFile,
+  fileSizeForEntries,
+  loadMapFile,
+  PtrackMap,
+  readFileIfExists,
+  writeFileDurably,
+} from '../../src/map/index.ts';
+import { seededRandom } from '../helpers/fixtures.ts';
+
+const ENTRIES = 100_000; // ~800 KB: 13 CRC blocks
+const CHECKPOINT = 5_000_000n;
+const INIT = 1000n;
+
+/** A map with marks below the checkpoint LSN, its file image and the catalog's record of it. */
+function checkpointed() {
+  const map = PtrackMap.withEntries(ENTRIES, INIT);
+  const random = seededRandom(5);
+  const marks: [number, number, bigint][] = [];
+  for (let i = 0; i < 20_000; i++) {
+    const m: [number, number, bigint] = [
+      16384 + (i % 7),
+      Math.floor(random() * 1e6),
+      2000n + BigInt(Math.floor(random() * 4_000_000)),
+    ];
+    map.markBlock(1663, 5, m[0], 0, m[1], m[2]);
+    marks.push(m);
+  }
+  const image = encodeMapFile(map.snapshot());
+  const record: CheckpointRecord = {
+    entries: ENTRIES,
+    initLsn: INIT,
+    checkpointLsn: CHECKPOINT,
+    blockCrcs: image.blockCrcs,
+  };
+  return { map, image, record, marks };
+}
+
+const noFalseNegatives = (loaded: PtrackMap, marks: [number, number, bigint][]) =>
+  marks.every(([rel, block, lsn]) => loaded.isChanged(1663, 5, rel, 0, block, lsn));
+
+describe('checkpoint file', () => {
+  it('is the ptrack 2.4 layout with a trailing CRC-32C, and loads back identical', () => {
+    const { map, image, record } = checkpointed();
+    expect(image.bytes.length).toBe(fileSizeForEntries(ENTRIES));
+    expect(Buffer.from(image.bytes.subarray(0, 4)).toString('latin1')).toBe('ptk\0');
+    const dv = new DataView(image.bytes.buffer);
+    expect(dv.getUint32(4, true)).toBe(220);
+    expect(dv.getBigUint64(8, true)).toBe(INIT);
+    expect(dv.getUint32(image.bytes.length - 4, true)).toBe(
+      crc32c(image.bytes.subarray(0, image.bytes.length - 4)),
+    );
+    const loaded = loadMapFile(image.bytes, record);
+    expect(loaded.damagedBlocks).toEqual([]);
+    expect(loaded.wholeFileDamage).toBeUndefined();
+    expect(Buffer.from(loaded.map.snapshot()).equals(Buffer.from(map.snapshot()))).toBe(true);
+  });
+
+  it.each([
+    ['the header', 5],
+    ['the middle', 400_003],
+    ['the trailing CRC', fileSizeForEntries(ENTRIES) - 2],
+  ])(
+    'a flipped bit in %s costs false positives in that block only, never a false negative',
+    (_where, offset) => {
+      const { map, image, record, marks } = checkpointed();
+      const bytes = Uint8Array.from(image.bytes);
+      bytes[offset] ^= 0x20;
+      const loaded = loadMapFile(bytes, record);
+      const block = Math.floor(offset / CRC_BLOCK_SIZE);
+      expect(loaded.damagedBlocks).toEqual([block]);
+      expect(loaded.map.initLsn).toBe(INIT);
+      expect(noFalseNegatives(loaded.map, marks)).toBe(true);
+      for (let slot = 0; slot < ENTRIES; slot++) {
+        const byte = 16 + slot * 8;
+        const inDamaged =
+          Math.floor(byte / CRC_BLOCK_SIZE) === block || Math.floor((byte + 7) / CRC_BLOCK_SIZE) === block;
+        expect(loaded.map.entry(slot)).toBe(inDamaged ? CHECKPOINT : map.entry(slot));
+      }
+    },
+  );
+
+  it.each([
+    ['missing', () => null],
+    ['truncated', (b: Uint8Array) => b.subarray(0, b.length - 100)],
+    ['of another size', (b: Uint8Array) => Buffer.concat([b, new Uint8Array(8)])],
+    ['not a ptrack map', (b: Uint8Array) => Uint8Array.from(b).fill(0x41, 0, 8)],
+  ])('a file that is %s is wholly repaired: every entry holds the checkpoint LSN', (_what, damage) => {
+    const { image, record, marks } = checkpointed();
+    const loaded = loadMapFile(damage(image.bytes), record);
+    expect(loaded.map.initLsn).toBe(INIT);
+    expect(noFalseNegatives(loaded.map, marks)).toBe(true);
+    if (loaded.wholeFileDamage !== undefined) {
+      for (const slot of [0, 1, ENTRIES - 1]) expect(loaded.map.entry(slot)).toBe(CHECKPOINT);
+    } else {
+      expect(loaded.damagedBlocks).toContain(0);
+    }
+  });
+
+  it('a file the catalog holds no checksums for cannot be tied to the checkpoint and is wholly repaired', () => {
+    const { image, record, marks } = checkpointed();
+    const loaded = loadMapFile(image.bytes, { ...record, blockCrcs: null });
+    expect(loaded.wholeFileDamage).toMatch(/no block checksums/);
+    expect(noFalseNegatives(loaded.map, marks)).toBe(true);
+  });
+});
+
+describe('durable write', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ptrackd-map-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('replaces the file through a temp file and leaves no temp behind', () => {
+    const path = join(dir, 'ptrack.map');
+    expect(readFileIfExists(path)).toBeNull();
+    writeFileDurably(path, Uint8Array.of(1, 2, 3));
+    writeFileDurably(path, Uint8Array.of(4, 5));
+    expect([...readFileSync(path)]).toEqual([4, 5]);
+    expect(readdirSync(dir)).toEqual(['ptrack.map']);
+  });
+});

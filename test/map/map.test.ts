@@ -1,0 +1,132 @@
+import { Worker } from 'node:worker_threads';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { blockHash, entriesForMapSize, mod64, PtrackMap } from '../../src/map/index.ts';
+import { seededRandom } from '../helpers/fixtures.ts';
+
+describe('block hash and slots (ptrack-compat.md §3)', () => {
+  const N = 8388605;
+  it.each([
+    [1663, 5, 16384, 0, 0, 0x8c8bd16e04b27039n, 3065854, 3003344],
+    [1663, 5, 16384, 0, 1, 0xd48660266e006662n, 6238170, 8137005],
+    [1663, 5, 1259, 2, 0, 0x6c321b06655831d4n, 626496, 7034356],
+    [1664, 0, 1262, 0, 0, 0x8ec79185288d3f4en, 684626, 4791481],
+    [1663, 16384, 2619, 1, 3, 0xc50f88018d7211f6n, 4051317, 996522],
+    [16439, 5, 16440, 0, 131072, 0x6d28b911dc12d4b0n, 7903632, 4443717],
+    [1663, 5, 16402, 0, 4294967294, 0x1260890fc95a1cdan, 1249573, 2749993],
+    [1663, 4294967295, 4294967295, 3, 4294967295, 0x668f93018b5538fan, 5615213, 7932258],
+  ])('%i/%i/%i fork %i block %i', (spc, db, rel, fork, block, hash, slot1, slot2) => {
+    expect(blockHash(spc, db, rel, fork, block)).toBe(hash);
+    expect(entriesForMapSize(64)).toBe(N);
+    expect(PtrackMap.withEntries(N, 0n).slotsOf(spc, db, rel, fork, block)).toEqual([slot1, slot2]);
+  });
+
+  it('takes the 64-bit modulo exactly for every map size up to 32 GB', () => {
+    const sizes = fc.oneof(
+      fc.integer({ min: 1, max: 2 ** 32 - 1 }),
+      fc.constantFrom(entriesForMapSize(32 * 1024), 2 ** 32 - 1, 1),
+    );
+    fc.assert(
+      fc.property(fc.nat({ max: 2 ** 32 - 1 }), fc.nat({ max: 2 ** 32 - 1 }), sizes, (hi, lo, n) => {
+        return mod64(hi, lo, n) === Number(((BigInt(hi) << 32n) | BigInt(lo)) % BigInt(n));
+      }),
+      { numRuns: 20_000 },
+    );
+  });
+});
+
+describe('marking and asking', () => {
+  const blockId = fc.tuple(
+    fc.constantFrom(1663, 1664, 16439),
+    fc.nat({ max: 70_000 }),
+    fc.nat({ max: 2 ** 32 - 1 }),
+    fc.integer({ min: 0, max: 3 }),
+    fc.nat({ max: 2 ** 32 - 1 }),
+  );
+
+  it('never forgets a change: a marked block is changed since any X up to its LSN, whatever else is marked', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(blockId, fc.bigInt({ min: 1n, max: 2n ** 53n - 1n })), {
+          minLength: 1,
+          maxLength: 300,
+        }),
+        (marks) => {
+          const map = PtrackMap.withEntries(997, 0n); // small, so collisions are common
+          for (const [[s, d, r, f, b], lsn] of marks) map.markBlock(s, d, r, f, b, lsn);
+          return marks.every(
+            ([[s, d, r, f, b], lsn]) =>
+              map.isChanged(s, d, r, f, b, lsn) && map.isChanged(s, d, r, f, b, lsn / 2n),
+          );
+        },
+      ),
+    );
+  });
+
+  it('keeps the largest LSN in each slot (monotonic)', () => {
+    const map = PtrackMap.withEntries(101, 0n);
+    map.markBlock(1663, 5, 1, 0, 7, 500n);
+    map.markBlock(1663, 5, 1, 0, 7, 300n);
+    const [s1, s2] = map.slotsOf(1663, 5, 1, 0, 7);
+    expect([map.entry(s1), map.entry(s2)]).toEqual([500n, 500n]);
+    expect(map.isChanged(1663, 5, 1, 0, 7, 501n)).toBe(false);
+  });
+
+  it('has the false-positive rate the fill predicts', () => {
+    const random = seededRandom(3);
+    const entries = 200_003;
+    const map = PtrackMap.withEntries(entries, 0n);
+    const marked = 40_000;
+    for (let i = 0; i < marked; i++) map.markBlock(1663, 5, 16384, 0, i, 1000n);
+    const fill = map.fillRatio();
+    expect(fill).toBeCloseTo(1 - Math.exp((-2 * marked) / entries), 2);
+    let positives = 0;
+    const probes = 100_000;
+    for (let i = 0; i < probes; i++) {
+      if (map.isChanged(1663, 5, 20000 + Math.floor(random() * 1e6), 0, i, 1n)) positives++;
+    }
+    // An unmarked block is reported when both its slots were hit: about fill².
+    expect(positives / probes).toBeGreaterThan(fill * fill * 0.85);
+    expect(positives / probes).toBeLessThan(fill * fill * 1.15);
+  });
+
+  it('loses no update when several worker threads mark the same map at once', async () => {
+    const map = PtrackMap.withEntries(4099, 0n); // small: threads collide on slots all the time
+    const random = seededRandom(11);
+    const perWorker = 60_000;
+    const plans = Array.from({ length: 4 }, () => {
+      const marks = new Float64Array(perWorker * 3);
+      for (let i = 0; i < perWorker; i++) {
+        marks[i * 3] = 16384 + Math.floor(random() * 20);
+        marks[i * 3 + 1] = Math.floor(random() * 500);
+        marks[i * 3 + 2] = 1 + Math.floor(random() * 2 ** 40);
+      }
+      return marks;
+    });
+    await Promise.all(
+      plans.map(
+        (marks) =>
+          new Promise((resolve, reject) => {
+            const w = new Worker(new URL('./mark-worker.ts', import.meta.url), {
+              workerData: { buffer: map.buffer, marks },
+            });
+            w.once('message', resolve);
+            w.once('error', reject);
+          }),
+      ),
+    );
+    // Every slot must hold exactly the largest LSN any thread put there.
+    const expected = new Map<number, bigint>();
+    const single = PtrackMap.withEntries(4099, 0n);
+    for (const marks of plans) {
+      for (let i = 0; i < marks.length; i += 3) {
+        for (const slot of single.slotsOf(1663, 5, marks[i], 0, marks[i + 1])) {
+          const lsn = BigInt(marks[i + 2]);
+          if ((expected.get(slot) ?? 0n) < lsn) expected.set(slot, lsn);
+        }
+      }
+    }
+    for (let slot = 0; slot < 4099; slot++)
+      expect(map.entry(slot), `slot ${slot}`).toBe(expected.get(slot) ?? 0n);
+  });
+});
