@@ -1,6 +1,7 @@
 import { cpus } from 'node:os';
 import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
+import { benchMarking } from './map.ts';
 import { walCorpus } from './wal-corpus.ts';
 
 /** `npm run bench`: every benchmark, each as ratios against a yardstick measured in the same run. */
@@ -35,3 +36,11 @@ row('ptrackd, 1 thread, CRC checked', d.ptrackdSeconds);
 log(
   `ratio ptrackd / pg_waldump throughput: ${(d.waldumpSeconds / d.ptrackdSeconds).toFixed(2)}x (target >= 0.5x)`,
 );
+
+const m = benchMarking();
+const waldumpBlockRate = d.blockRefs / d.waldumpSeconds;
+log(`\nMarking ${m.blocks} blocks in a 64 MB map, 1 thread (yardstick: pg_waldump's block refs/s above)`);
+log(
+  `  marks that raise a slot:    ${(m.updatesPerSecond / 1e6).toFixed(2)} M blocks/s = ${(m.updatesPerSecond / waldumpBlockRate).toFixed(2)}x pg_waldump's ${(waldumpBlockRate / 1e6).toFixed(2)} M block refs/s`,
+);
+log(`  marks already covered:      ${(m.noOpsPerSecond / 1e6).toFixed(2)} M blocks/s`);

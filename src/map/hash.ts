@@ -48,7 +48,16 @@ export function blockHash(spc: number, db: number, rel: number, fork: number, bl
 
 /** (hi * 2^32 + lo) mod n, exactly, for n < 2^32 + 2^21 (any map up to 32 GB), without 64-bit arithmetic. */
 export function mod64(hi: number, lo: number, n: number): number {
-  let r = hi % n;
-  r = (r * 65536 + (lo >>> 16)) % n;
-  return (r * 65536 + (lo & 0xffff)) % n;
+  let r = modExact(hi, n);
+  r = modExact(r * 65536 + (lo >>> 16), n);
+  return modExact(r * 65536 + (lo & 0xffff), n);
+}
+
+/**
+ * x mod n for 0 <= x < 2^53. V8 computes `%` on values outside int32 by calling fmod, which dominated
+ * marking; a floor division is exact enough that one correction step fixes its rounding.
+ */
+function modExact(x: number, n: number): number {
+  const r = x - Math.floor(x / n) * n;
+  return r < 0 ? r + n : r >= n ? r - n : r;
 }
