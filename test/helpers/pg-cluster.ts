@@ -22,6 +22,9 @@ export function pgBinDir(): string {
 }
 
 const asRoot = process.getuid?.() === 0;
+/** runuser lives in /usr/sbin, which a minimal PATH (cron, CI) may lack. */
+const RUNUSER =
+  ['/usr/sbin/runuser', '/sbin/runuser', '/usr/bin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
 const live = new Set<PgCluster>();
 process.on('exit', () => {
   for (const c of live) c.destroySync();
@@ -117,7 +120,7 @@ export class PgCluster {
   /** Runs a server-side program (initdb, pg_ctl, …) from the PostgreSQL bin dir as the server's user. */
   run(program: string, args: readonly string[]): string {
     const bin = join(this.bindir, program);
-    const [cmd, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, [...args]];
+    const [cmd, argv] = asRoot ? [RUNUSER, ['-u', 'postgres', '--', bin, ...args]] : [bin, [...args]];
     return execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], cwd: this.dir });
   }
 
@@ -179,7 +182,7 @@ export class PgCluster {
     if (this.#running) {
       const bin = join(this.bindir, 'pg_ctl');
       const args = ['-D', this.dataDir, '-m', 'immediate', '-w', 'stop'];
-      spawnSync(asRoot ? 'runuser' : bin, asRoot ? ['-u', 'postgres', '--', bin, ...args] : args, {
+      spawnSync(asRoot ? RUNUSER : bin, asRoot ? ['-u', 'postgres', '--', bin, ...args] : args, {
         stdio: 'ignore',
       });
       this.#running = false;
