@@ -63,48 +63,52 @@ export interface RecordContext {
 
 const reader = new WalReader();
 
+// Not frozen: a frozen array has another elements kind, which made every reader of `blocks` polymorphic.
+const NO_BLOCKS: readonly BlockRef[] = [];
+const NO_DATA = new Uint8Array(0);
+
 /** Checks xl_rmid, as ValidXLogRecordHeader does before a long record is assembled. */
-export function checkRecordHeader(rec: Uint8Array, lsn: Lsn, major: number): void {
-  const rmid = rec[17];
+export function checkRecordHeader(bytes: Uint8Array, start: number, lsn: Lsn, major: number): void {
+  const rmid = bytes[start + 17];
   if (!isValidRmid(rmid, major)) {
     throw new WalDecodeError('bad-record-header', `invalid resource manager ID ${rmid}`, lsn);
   }
 }
 
 /** ValidXLogRecord: the CRC covers everything after the header, then the header up to xl_crc. */
-export function recordCrcMatches(rec: Uint8Array): boolean {
-  const crc = crc32c(rec, 0, 20, crc32c(rec, SIZE_OF_XLOG_RECORD, rec.length));
-  return crc === u32At(rec, 20);
+export function recordCrcMatches(bytes: Uint8Array, start: number, totLen: number): boolean {
+  const crc = crc32c(bytes, start, start + 20, crc32c(bytes, start + SIZE_OF_XLOG_RECORD, start + totLen));
+  return crc === u32At(bytes, start + 20);
 }
 
 /**
- * DecodeXLogRecord: verifies the CRC, then parses the fragment headers of one reassembled record
- * (page headers removed, exactly xl_tot_len bytes). Nothing in the record is trusted before the CRC.
+ * DecodeXLogRecord: verifies the CRC, then parses the fragment headers of the reassembled record held in
+ * bytes[start, start + totLen) (page headers removed). Nothing in the record is trusted before the CRC.
+ * mainData is a view into `bytes`.
  */
-export function decodeRecord(rec: Uint8Array, lsn: Lsn, endLsn: Lsn, ctx: RecordContext): DecodedRecord {
+export function decodeRecord(
+  bytes: Uint8Array,
+  start: number,
+  totLen: number,
+  lsn: Lsn,
+  endLsn: Lsn,
+  ctx: RecordContext,
+): DecodedRecord {
   const { major, blockSize } = ctx;
-  if (rec.length < SIZE_OF_XLOG_RECORD) {
+  if (totLen < SIZE_OF_XLOG_RECORD || u32At(bytes, start) !== totLen || start + totLen > bytes.length) {
     throw new WalDecodeError(
       'bad-record-length',
-      `record of ${rec.length} bytes is shorter than its header`,
+      `record length ${u32At(bytes, start)} does not match ${totLen} bytes`,
       lsn,
     );
   }
-  const totLen = u32At(rec, 0);
-  const xid = u32At(rec, 4);
-  const prevLsn = lsnFromHalves(u32At(rec, 8), u32At(rec, 12));
-  const info = rec[16];
-  const rmid = rec[17];
-  const crc = u32At(rec, 20);
-  if (totLen !== rec.length) {
-    throw new WalDecodeError(
-      'bad-record-length',
-      `record length ${totLen} does not match ${rec.length} bytes`,
-      lsn,
-    );
-  }
-  checkRecordHeader(rec, lsn, major);
-  if (ctx.verifyCrc && !recordCrcMatches(rec)) {
+  const xid = u32At(bytes, start + 4);
+  const prevLsn = lsnFromHalves(u32At(bytes, start + 8), u32At(bytes, start + 12));
+  const info = bytes[start + 16];
+  const rmid = bytes[start + 17];
+  checkRecordHeader(bytes, start, lsn, major);
+  if (ctx.verifyCrc && !recordCrcMatches(bytes, start, totLen)) {
+    const crc = u32At(bytes, start + 20);
     throw new WalDecodeError(
       'bad-crc',
       `incorrect resource manager data checksum 0x${hex32(crc)} in record`,
@@ -112,8 +116,9 @@ export function decodeRecord(rec: Uint8Array, lsn: Lsn, endLsn: Lsn, ctx: Record
     );
   }
 
-  const r = reader.reset(rec, SIZE_OF_XLOG_RECORD, rec.length, lsn, 'bad-block-ref', 'record');
-  const blocks: BlockRef[] = [];
+  const end = start + totLen;
+  const r = reader.reset(bytes, start + SIZE_OF_XLOG_RECORD, end, lsn, 'bad-block-ref', 'record');
+  let blocks: BlockRef[] | undefined;
   let declared = 0;
   let mainLen = 0;
   let maxId = -1;
@@ -183,6 +188,7 @@ export function decodeRecord(rec: Uint8Array, lsn: Lsn, endLsn: Lsn, ctx: Record
       throw new WalDecodeError('bad-block-ref', 'BKPBLOCK_SAME_REL set but no previous rel', lsn);
     }
     const block = r.u32le();
+    blocks ??= [];
     blocks.push({
       id,
       spc,
@@ -203,8 +209,20 @@ export function decodeRecord(rec: Uint8Array, lsn: Lsn, endLsn: Lsn, ctx: Record
       lsn,
     );
   }
-  const mainData = rec.subarray(rec.length - mainLen);
-  return { lsn, endLsn, prevLsn, totLen, xid, rmid, info, blocks, mainData, fpiLength, major };
+  const mainData = mainLen === 0 ? NO_DATA : bytes.subarray(end - mainLen, end);
+  return {
+    lsn,
+    endLsn,
+    prevLsn,
+    totLen,
+    xid,
+    rmid,
+    info,
+    blocks: blocks ?? NO_BLOCKS,
+    mainData,
+    fpiLength,
+    major,
+  };
 }
 
 function checkImage(

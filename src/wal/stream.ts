@@ -58,6 +58,7 @@ type State =
     };
 
 const EMPTY = new Uint8Array(0);
+const RECORD: State = { kind: 'record' };
 
 /**
  * Turns WAL bytes, fed in pieces of any size, into decoded records in order (Neon's feed/poll shape):
@@ -200,7 +201,10 @@ export class WalStreamDecoder {
         state.parts.push(this.#view(n));
         state.got += n;
         this.#pos = pos + n;
-        if (state.got === state.totLen) return this.#finish(concat(state.parts, state.totLen), state.lsn);
+        if (state.got === state.totLen) {
+          const [slab, at] = reassemble(state.parts, state.totLen);
+          return this.#finish(slab, at, state.lsn);
+        }
         continue;
       }
       if (!this.#has(4)) return null;
@@ -220,14 +224,13 @@ export class WalStreamDecoder {
       const onPage = pageEnd - pos;
       if (totLen <= onPage) {
         if (!this.#has(totLen)) return null;
-        const rec = this.#view(totLen);
         this.#pos = pos + totLen;
-        return this.#finish(rec, pos);
+        return this.#finish(b, at, pos);
       }
       if (!this.#has(onPage)) return null;
       const first = this.#view(onPage);
       // Check what we can before committing to a long record, as xlogreader does before allocating.
-      if (onPage >= SIZE_OF_XLOG_RECORD) this.#checkHeader(first, pos);
+      if (onPage >= SIZE_OF_XLOG_RECORD) this.#checkHeader(first, 0, pos);
       this.#state = { kind: 'reassembling', lsn: pos, totLen, parts: [first], got: onPage };
       this.#pos = pageEnd;
     }
@@ -241,7 +244,7 @@ export class WalStreamDecoder {
       if ((h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) {
         // The rest of that record never reached disk before a crash; the page starts afresh.
         this.#overwrittenLsn = state.lsn;
-        this.#state = { kind: 'record' };
+        this.#state = RECORD;
         return;
       }
       if (!cont) throw new WalDecodeError('bad-page-header', 'there is no contrecord flag', pageStart);
@@ -257,7 +260,7 @@ export class WalStreamDecoder {
     }
     if (state.kind === 'skip-continuation') {
       if (!cont) {
-        this.#state = { kind: 'record' };
+        this.#state = RECORD;
         return;
       }
       const skip = align(h.remLen);
@@ -265,7 +268,7 @@ export class WalStreamDecoder {
         this.#pos = pageStart + this.pageSize;
       } else {
         this.#pos += skip;
-        this.#state = { kind: 'record' };
+        this.#state = RECORD;
       }
       return;
     }
@@ -360,9 +363,9 @@ export class WalStreamDecoder {
     return header;
   }
 
-  #checkHeader(rec: Uint8Array, lsn: Lsn): void {
-    checkRecordHeader(rec, lsn, this.#major!);
-    const prev = lsnFromHalves(u32At(rec, 8), u32At(rec, 12));
+  #checkHeader(bytes: Uint8Array, start: number, lsn: Lsn): void {
+    checkRecordHeader(bytes, start, lsn, this.#major!);
+    const prev = lsnFromHalves(u32At(bytes, start + 8), u32At(bytes, start + 12));
     if (this.#lastRecordLsn !== undefined && prev !== this.#lastRecordLsn) {
       throw new WalDecodeError(
         'bad-record-header',
@@ -372,17 +375,18 @@ export class WalStreamDecoder {
     }
   }
 
-  #finish(rec: Uint8Array, lsn: Lsn): DecodedRecord {
-    this.#checkHeader(rec, lsn);
+  /** The record is bytes[start, start + xl_tot_len), with page headers already removed. */
+  #finish(bytes: Uint8Array, start: number, lsn: Lsn): DecodedRecord {
+    this.#checkHeader(bytes, start, lsn);
     let endLsn = this.#pos;
-    const isSwitch = rec[17] === Rmgr.XLOG && (rec[16] & 0xf0) === XLOG_SWITCH;
+    const isSwitch = bytes[start + 17] === Rmgr.XLOG && (bytes[start + 16] & 0xf0) === XLOG_SWITCH;
     if (isSwitch) {
       // The rest of the segment is zeros, page headers included; the next record opens the next segment.
       endLsn = Math.ceil(endLsn / this.segmentSize) * this.segmentSize;
     }
-    const record = decodeRecord(rec, lsn, endLsn, this.#ctx!);
+    const record = decodeRecord(bytes, start, u32At(bytes, start), lsn, endLsn, this.#ctx!);
     this.#pos = isSwitch ? endLsn : align(endLsn);
-    this.#state = { kind: 'record' };
+    this.#state = RECORD;
     this.#lastRecordLsn = lsn;
     this.#recordsDecoded++;
     return record;
@@ -403,16 +407,35 @@ export class WalStreamDecoder {
   }
 }
 
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  // Buffer.allocUnsafe carves small buffers out of a shared pool; new Uint8Array(n) is an allocation each.
-  const pooled = Buffer.allocUnsafe(total);
-  const out = new Uint8Array(pooled.buffer, pooled.byteOffset, total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
+const SLAB_SIZE = 1 << 20;
+let slab = new Uint8Array(SLAB_SIZE);
+let slabUsed = 0;
+
+/**
+ * Copies a record's page fragments into one piece. Most such records are full-page images of a few kB,
+ * so they are carved from a shared 1 MB slab (a fresh one when it is full; records still using the old
+ * one keep it alive) rather than allocated one by one.
+ */
+function reassemble(parts: readonly Uint8Array[], total: number): [Uint8Array, number] {
+  let out = slab;
+  let at = slabUsed;
+  if (total > SLAB_SIZE / 4) {
+    out = new Uint8Array(total);
+    at = 0;
+  } else {
+    if (at + total > SLAB_SIZE) {
+      slab = new Uint8Array(SLAB_SIZE);
+      out = slab;
+      at = 0;
+    }
+    slabUsed = align(at + total);
   }
-  return out;
+  let p = at;
+  for (const part of parts) {
+    out.set(part, p);
+    p += part.length;
+  }
+  return [out, at];
 }
 
 function align(n: number): number {
