@@ -14,7 +14,7 @@ export interface DecodeResult {
 }
 
 /** Times pg_waldump --stats=record and single-threaded ptrackd decoding (CRC checked) over the same WAL. */
-export function benchDecode(corpus: WalCorpus, runs = 3): DecodeResult {
+export function benchDecode(corpus: WalCorpus, runs = 5): DecodeResult {
   const start = parseLsn(corpus.start);
   const end = parseLsn(corpus.end);
   const waldump = () => {
@@ -43,7 +43,7 @@ export function benchDecode(corpus: WalCorpus, runs = 3): DecodeResult {
     let decoder: WalStreamDecoder | undefined;
     let records = 0;
     let blockRefs = 0;
-    outer: for (const piece of readSegments(files, 16 << 20, start)) {
+    outer: for (const piece of readSegments(files, 16 << 20, start, { recycle: true })) {
       decoder ??= new WalStreamDecoder({ startLsn: piece.lsn, segmentSize: 16 << 20 });
       decoder.feed(piece.bytes, piece.lsn);
       for (let r = decoder.next(); r; r = decoder.next()) {

@@ -15,29 +15,29 @@ export interface WalCorpus {
 const DATA = join(import.meta.dirname, '.data');
 
 /**
- * About 1 GB of WAL from `pgbench -i -s 40` and `pgbench -T 40 -c 4` on a scratch PostgreSQL (the mix
- * wal-format.md §7.5 measured pg_waldump on: roughly half the bytes are full-page images). Built once
- * into bench/.data (git-ignored) and reused.
+ * The WAL benchmarks run on, built once into bench/.data (git-ignored) and reused:
+ * - `pgbench`: `pgbench -i -s 40` then `pgbench -T 40 -c 4` with durable commits, the workload of
+ *   wal-format.md §7.5's pg_waldump yardstick (about 1 GB, roughly half of it full-page images);
+ * - `small-records`: the same with fsync off, so pgbench commits far more often and the WAL is dominated
+ *   by small records — the hardest case for per-record costs.
  */
-export async function walCorpus(log: (s: string) => void): Promise<WalCorpus> {
-  const dir = join(DATA, 'wal-1g');
+export type CorpusKind = 'pgbench' | 'small-records';
+
+export async function walCorpus(log: (s: string) => void, kind: CorpusKind = 'pgbench'): Promise<WalCorpus> {
+  const dir = join(DATA, `wal-${kind}`);
   const metaFile = join(dir, 'corpus.json');
   if (existsSync(metaFile)) return JSON.parse(readFileSync(metaFile, 'utf8'));
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  log('building a ~1 GB WAL corpus with pgbench (once; kept in bench/.data)…');
+  log(`building the ${kind} WAL corpus with pgbench (once; kept in bench/.data)…`);
+  // Default checkpointing (max_wal_size 1GB), so pages get full-page images as on a real server.
   const cluster = await PgCluster.start({
-    settings: {
-      wal_keep_size: "'4GB'",
-      max_wal_size: "'4GB'",
-      checkpoint_timeout: "'10min'",
-      autovacuum: 'off',
-    },
+    settings: { wal_keep_size: "'4GB'", autovacuum: 'off', fsync: kind === 'pgbench' ? 'on' : 'off' },
   });
   try {
     const start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
     await cluster.client('pgbench', ['-i', '-q', '-s', '40']);
-    await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '60']);
+    await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '40']);
     await cluster.sql('CHECKPOINT');
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
     const [firstSegment, lastSegment] = (

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { formatLsn, type Lsn } from '../wal/index.ts';
@@ -106,13 +106,23 @@ export interface WalPiece {
   readonly bytes: Uint8Array;
 }
 
-/** Reads segments in order, refusing gaps; a short (truncated) last file is passed on as it is. */
+/**
+ * Reads segments in order, refusing gaps; a short (truncated) last file is passed on as it is. With
+ * `recycle`, plain files are read into two alternating buffers instead of a fresh one each (no page
+ * faults on hundreds of MB of new memory): a piece's bytes then stay valid only until the next-but-one
+ * piece is read, which suits a WalStreamDecoder whose records are consumed as they come.
+ */
 export function* readSegments(
   files: readonly SegmentFile[],
   segmentSize: number,
   fromLsn = 0,
+  options: { recycle?: boolean } = {},
 ): Generator<WalPiece> {
   let expected: number | undefined;
+  const buffers = options.recycle
+    ? [Buffer.allocUnsafeSlow(segmentSize), Buffer.allocUnsafeSlow(segmentSize)]
+    : [];
+  let turn = 0;
   for (const file of files) {
     const segno = segmentNumber(file, segmentSize);
     const lsn = segno * segmentSize;
@@ -122,7 +132,7 @@ export function* readSegments(
         `missing WAL segment: after ${basename(files[0].path)}… the segment at ${formatLsn(expected * segmentSize)} is absent, next is ${basename(file.path)}`,
       );
     }
-    const bytes = readSegment(file);
+    const bytes = options.recycle && !file.gzip ? readInto(file, buffers[turn++ % 2]) : readSegment(file);
     if (bytes.length > segmentSize) {
       throw new ExitError(
         `"${file.path}" is ${bytes.length} bytes, larger than the segment size ${segmentSize}`,
@@ -130,5 +140,22 @@ export function* readSegments(
     }
     yield { file, lsn, bytes };
     expected = segno + 1;
+  }
+}
+
+function readInto(f: SegmentFile, buffer: Buffer): Uint8Array {
+  const fd = openSync(f.path, 'r');
+  try {
+    if (fstatSync(fd).size > buffer.length) {
+      throw new ExitError(
+        `"${f.path}" is ${fstatSync(fd).size} bytes, larger than the segment size ${buffer.length}`,
+      );
+    }
+    let at = 0;
+    for (let n = 1; n > 0 && at < buffer.length; at += n)
+      n = readSync(fd, buffer, at, buffer.length - at, at);
+    return buffer.subarray(0, at);
+  } finally {
+    closeSync(fd);
   }
 }

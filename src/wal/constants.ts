@@ -26,6 +26,11 @@ export const XLP_ALL_FLAGS = 0x000f;
 export const MAX_RECORD_LENGTH = 0x3fff_ffff;
 
 export const XLR_MAX_BLOCK_ID = 32;
+/**
+ * The most bytes a valid record's headers can take: the fixed header, 33 block headers of at most 27
+ * bytes, the origin (3) and top-level xid (5) fragments, and a long main-data header (5).
+ */
+export const MAX_HEADER_REGION = 24 + 33 * 27 + 3 + 5 + 5;
 export const XLR_BLOCK_ID_TOPLEVEL_XID = 252;
 export const XLR_BLOCK_ID_ORIGIN = 253;
 export const XLR_BLOCK_ID_DATA_LONG = 254;

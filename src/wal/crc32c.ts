@@ -50,5 +50,5 @@ export function crc32cTable(bytes: Uint8Array, start = 0, end = bytes.length, cr
 /** CRC-32C of bytes[start, end), continuing `crc`; picks the faster routine for the length. */
 export function crc32c(bytes: Uint8Array, start = 0, end = bytes.length, crc = 0): number {
   if (end - start < NATIVE_CRC_THRESHOLD) return crc32cTable(bytes, start, end, crc);
-  return nativeCrc32c(bytes.subarray(start, end), crc);
+  return nativeCrc32c(start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end), crc);
 }

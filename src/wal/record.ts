@@ -75,16 +75,36 @@ export function checkRecordHeader(bytes: Uint8Array, start: number, lsn: Lsn, ma
   }
 }
 
-/** ValidXLogRecord: the CRC covers everything after the header, then the header up to xl_crc. */
-export function recordCrcMatches(bytes: Uint8Array, start: number, totLen: number): boolean {
-  const crc = crc32c(bytes, start, start + 20, crc32c(bytes, start + SIZE_OF_XLOG_RECORD, start + totLen));
-  return crc === u32At(bytes, start + 20);
+/**
+ * ValidXLogRecord: the CRC covers everything after the header, then the header up to xl_crc. The record
+ * is bytes[start, ...) followed by the fragments in `rest` (its later pages), or bytes[start, start +
+ * totLen) when `rest` is null.
+ */
+export function recordCrcMatches(
+  bytes: Uint8Array,
+  start: number,
+  totLen: number,
+  rest: RecordTail,
+): boolean {
+  let crc: number;
+  if (rest === null) {
+    crc = crc32c(bytes, start + SIZE_OF_XLOG_RECORD, start + totLen);
+  } else {
+    crc = crc32c(bytes, start + SIZE_OF_XLOG_RECORD, bytes.length);
+    for (const part of rest) crc = crc32c(part, 0, part.length, crc);
+  }
+  return crc32c(bytes, start, start + 20, crc) === u32At(bytes, start + 20);
 }
 
+/** The fragments of a record after its first page, when it was not copied into one piece. */
+export type RecordTail = readonly Uint8Array[] | null;
+
 /**
- * DecodeXLogRecord: verifies the CRC, then parses the fragment headers of the reassembled record held in
- * bytes[start, start + totLen) (page headers removed). Nothing in the record is trusted before the CRC.
- * mainData is a view into `bytes`.
+ * DecodeXLogRecord: verifies the CRC, then parses the fragment headers. The record starts at
+ * bytes[start]; with `rest` null it is bytes[start, start + totLen), otherwise it continues in the
+ * fragments of `rest` and bytes holds at least its whole header region (MAX_HEADER_REGION). Nothing in
+ * the record is trusted before the CRC. mainData is a view into the record's bytes where it lies in one
+ * piece, a copy where it straddles fragments.
  */
 export function decodeRecord(
   bytes: Uint8Array,
@@ -93,9 +113,11 @@ export function decodeRecord(
   lsn: Lsn,
   endLsn: Lsn,
   ctx: RecordContext,
+  rest: RecordTail = null,
 ): DecodedRecord {
   const { major, blockSize } = ctx;
-  if (totLen < SIZE_OF_XLOG_RECORD || u32At(bytes, start) !== totLen || start + totLen > bytes.length) {
+  const firstEnd = rest === null ? start + totLen : bytes.length;
+  if (totLen < SIZE_OF_XLOG_RECORD || u32At(bytes, start) !== totLen || firstEnd > bytes.length) {
     throw new WalDecodeError(
       'bad-record-length',
       `record length ${u32At(bytes, start)} does not match ${totLen} bytes`,
@@ -107,7 +129,7 @@ export function decodeRecord(
   const info = bytes[start + 16];
   const rmid = bytes[start + 17];
   checkRecordHeader(bytes, start, lsn, major);
-  if (ctx.verifyCrc && !recordCrcMatches(bytes, start, totLen)) {
+  if (ctx.verifyCrc && !recordCrcMatches(bytes, start, totLen, rest)) {
     const crc = u32At(bytes, start + 20);
     throw new WalDecodeError(
       'bad-crc',
@@ -117,7 +139,7 @@ export function decodeRecord(
   }
 
   const end = start + totLen;
-  const r = reader.reset(bytes, start + SIZE_OF_XLOG_RECORD, end, lsn, 'bad-block-ref', 'record');
+  const r = reader.reset(bytes, start + SIZE_OF_XLOG_RECORD, firstEnd, lsn, 'bad-block-ref', 'record');
   let blocks: BlockRef[] | undefined;
   let declared = 0;
   let mainLen = 0;
@@ -127,7 +149,7 @@ export function decodeRecord(
   let rel = 0;
   let haveRel = false;
   let fpiLength = 0;
-  while (r.remaining > declared) {
+  while (end - r.offset > declared) {
     const id = r.u8();
     if (id === XLR_BLOCK_ID_DATA_SHORT) {
       mainLen = r.u8();
@@ -202,14 +224,15 @@ export function decodeRecord(
       imageLength,
     });
   }
-  if (r.remaining !== declared) {
+  if (end - r.offset !== declared) {
     throw new WalDecodeError(
       'bad-block-ref',
-      `record length mismatch: ${r.remaining} bytes of data, headers declare ${declared}`,
+      `record length mismatch: ${end - r.offset} bytes of data, headers declare ${declared}`,
       lsn,
     );
   }
-  const mainData = mainLen === 0 ? NO_DATA : bytes.subarray(end - mainLen, end);
+  const mainData =
+    mainLen === 0 ? NO_DATA : rest === null ? bytes.subarray(end - mainLen, end) : tail(bytes, rest, mainLen);
   return {
     lsn,
     endLsn,
@@ -251,4 +274,19 @@ function checkImage(
 
 function hex32(n: number): string {
   return n.toString(16).toUpperCase().padStart(8, '0');
+}
+
+/** The last n bytes of a record held as a first piece plus fragments. */
+function tail(first: Uint8Array, rest: readonly Uint8Array[], n: number): Uint8Array {
+  const last = rest[rest.length - 1];
+  if (last.length >= n) return last.subarray(last.length - n);
+  const out = new Uint8Array(n);
+  let need = n;
+  for (let i = rest.length - 1; i >= -1 && need > 0; i--) {
+    const part = i >= 0 ? rest[i] : first;
+    const take = Math.min(need, part.length);
+    out.set(part.subarray(part.length - take), need - take);
+    need -= take;
+  }
+  return out;
 }

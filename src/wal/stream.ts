@@ -1,5 +1,6 @@
 import {
   MAGIC_TO_MAJOR,
+  MAX_HEADER_REGION,
   MAX_RECORD_LENGTH,
   MAXALIGN,
   Rmgr,
@@ -15,7 +16,13 @@ import {
 import { WalDecodeError } from './errors.ts';
 import { formatLsn, type Lsn, lsnFromHalves, MAX_LSN } from './lsn.ts';
 import { u16At, u32At } from './reader.ts';
-import { checkRecordHeader, type DecodedRecord, decodeRecord, type RecordContext } from './record.ts';
+import {
+  checkRecordHeader,
+  type DecodedRecord,
+  decodeRecord,
+  type RecordContext,
+  type RecordTail,
+} from './record.ts';
 
 export interface WalStreamDecoderOptions {
   /** A record start, or a page boundary (the tail of a record begun earlier is then skipped). */
@@ -66,7 +73,9 @@ const RECORD: State = { kind: 'record' };
  * WalDecodeError naming the LSN. Page framing (headers, continuation records, XLOG_SWITCH padding,
  * OVERWRITE_CONTRECORD) lives here; record layout lives in record.ts.
  *
- * Fed buffers are referenced, not copied: the caller must not modify them afterwards.
+ * Fed bytes are referenced, not copied. Once the next feed() has returned the decoder holds no reference
+ * to the previous buffer (a record still being reassembled is copied out of it then), but records it
+ * returned keep views into it: a caller that recycles buffers must be done with those records first.
  */
 export class WalStreamDecoder {
   readonly segmentSize: number;
@@ -163,6 +172,11 @@ export class WalStreamDecoder {
     const end = lsn + bytes.length;
     if (end > MAX_LSN) throw new WalDecodeError('unsupported', 'WAL position beyond 2^53', lsn);
     this.#fedEnd = end;
+    const state = this.#state;
+    if (state.kind === 'reassembling' && state.parts.length > 0) {
+      const [slab, at] = reassemble(state.parts, state.got);
+      state.parts = [slab.subarray(at, at + state.got)];
+    }
     const pos = this.#pos;
     const bufEnd = this.#bufLsn + this.#buf.length;
     if (pos >= end) {
@@ -202,6 +216,9 @@ export class WalStreamDecoder {
         state.got += n;
         this.#pos = pos + n;
         if (state.got === state.totLen) {
+          const [first, ...rest] = state.parts;
+          // Checked and parsed in its fragments when the first holds every header; copied otherwise.
+          if (first.length >= MAX_HEADER_REGION) return this.#finish(first, 0, state.lsn, rest);
           const [slab, at] = reassemble(state.parts, state.totLen);
           return this.#finish(slab, at, state.lsn);
         }
@@ -230,7 +247,10 @@ export class WalStreamDecoder {
       if (!this.#has(onPage)) return null;
       const first = this.#view(onPage);
       // Check what we can before committing to a long record, as xlogreader does before allocating.
-      if (onPage >= SIZE_OF_XLOG_RECORD) this.#checkHeader(first, 0, pos);
+      if (onPage >= SIZE_OF_XLOG_RECORD) {
+        checkRecordHeader(first, 0, pos, this.#major!);
+        this.#checkPrevLink(first, 0, pos);
+      }
       this.#state = { kind: 'reassembling', lsn: pos, totLen, parts: [first], got: onPage };
       this.#pos = pageEnd;
     }
@@ -363,8 +383,8 @@ export class WalStreamDecoder {
     return header;
   }
 
-  #checkHeader(bytes: Uint8Array, start: number, lsn: Lsn): void {
-    checkRecordHeader(bytes, start, lsn, this.#major!);
+  /** In sequential reading xl_prev must name the previous record (decodeRecord checks the rest). */
+  #checkPrevLink(bytes: Uint8Array, start: number, lsn: Lsn): void {
     const prev = lsnFromHalves(u32At(bytes, start + 8), u32At(bytes, start + 12));
     if (this.#lastRecordLsn !== undefined && prev !== this.#lastRecordLsn) {
       throw new WalDecodeError(
@@ -376,15 +396,15 @@ export class WalStreamDecoder {
   }
 
   /** The record is bytes[start, start + xl_tot_len), with page headers already removed. */
-  #finish(bytes: Uint8Array, start: number, lsn: Lsn): DecodedRecord {
-    this.#checkHeader(bytes, start, lsn);
+  #finish(bytes: Uint8Array, start: number, lsn: Lsn, rest: RecordTail = null): DecodedRecord {
+    this.#checkPrevLink(bytes, start, lsn);
     let endLsn = this.#pos;
     const isSwitch = bytes[start + 17] === Rmgr.XLOG && (bytes[start + 16] & 0xf0) === XLOG_SWITCH;
     if (isSwitch) {
       // The rest of the segment is zeros, page headers included; the next record opens the next segment.
       endLsn = Math.ceil(endLsn / this.segmentSize) * this.segmentSize;
     }
-    const record = decodeRecord(bytes, start, u32At(bytes, start), lsn, endLsn, this.#ctx!);
+    const record = decodeRecord(bytes, start, u32At(bytes, start), lsn, endLsn, this.#ctx!, rest);
     this.#pos = isSwitch ? endLsn : align(endLsn);
     this.#state = RECORD;
     this.#lastRecordLsn = lsn;

@@ -14,8 +14,16 @@ import {
   recordTypeName,
   rmgrName,
   vmPagesCleared,
+  WalStreamDecoder,
 } from '../../src/wal/index.ts';
-import { decodeFixture, type Fixture, listFixtures, readTsv, seededRandom } from '../helpers/fixtures.ts';
+import {
+  decodeFixture,
+  type Fixture,
+  fixtureWal,
+  listFixtures,
+  readTsv,
+  seededRandom,
+} from '../helpers/fixtures.ts';
 import { DESCRIBED_EVENT_KINDS, eventsFromDescription } from '../helpers/waldump-oracle.ts';
 
 const fixtures = listFixtures();
@@ -87,6 +95,32 @@ describe.each(fixtures.map((f) => [f.name, f] as [string, Fixture]))(
         expect(blockRows(again)).toEqual(blockRows(records));
       }
     }, 300_000);
+
+    it('gives identical records, blocks and events when its input buffers are recycled', () => {
+      // Each piece is copied into one of two scratch buffers that are overwritten two pieces later,
+      // as `ptrackd waldump` reads segment files; everything is taken from a record as it arrives.
+      const wal = fixtureWal(fixture);
+      const random = seededRandom(fixture.major);
+      const scratch = [new Uint8Array(1 << 20), new Uint8Array(1 << 20)];
+      const decoder = new WalStreamDecoder({ startLsn: wal.lsn, segmentSize: fixture.segmentSize });
+      const seen: string[] = [];
+      let at = 0;
+      for (let turn = 0; at < wal.bytes.length; turn++) {
+        const n = Math.min(1 + Math.floor(random() ** 3 * 65536), wal.bytes.length - at);
+        const piece = scratch[turn % 2].subarray(0, n);
+        piece.set(wal.bytes.subarray(at, at + n));
+        decoder.feed(piece, wal.lsn + at);
+        at += n;
+        for (let r = decoder.next(); r !== null && r.endLsn <= fixture.endLsn; r = decoder.next()) {
+          if (r.lsn >= fixture.startLsn)
+            seen.push([recordRow(r), ...blockRows([r]), ...fileEvents(r).map(eventLine)].join('|'));
+        }
+        if (decoder.position >= fixture.endLsn) break;
+      }
+      expect(seen).toEqual(
+        records.map((r) => [recordRow(r), ...blockRows([r]), ...fileEvents(r).map(eventLine)].join('|')),
+      );
+    });
 
     it('starts mid-page at a record LSN when told the version', () => {
       const fromRecord = decodeFixture(fixture, undefined, { startAtRecord: true });

@@ -202,7 +202,7 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
 function* readSegmentsFrom(files: SegmentFile[], start: Lsn | undefined, onSegmentSize: (n: number) => void) {
   const size = segmentSizeOfFiles(files);
   onSegmentSize(size);
-  yield* readSegments(files, size, start ?? 0);
+  yield* readSegments(files, size, start ?? 0, { recycle: true });
 }
 
 function pageFloor(lsn: Lsn): Lsn {
