@@ -1,0 +1,315 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { ForkNumber, heapBlocksPerVmPage, type Lsn } from '../wal/index.ts';
+import { type CatalogOp, type LimitEvent, limitsOf } from './ops.ts';
+
+const SCHEMAS_DIR = join(import.meta.dirname, '../../schemas');
+
+export interface ClusterIdentity {
+  readonly systemIdentifier: string;
+  readonly timeline: number;
+  readonly serverVersionNum: number;
+  readonly catalogVersion: number;
+  readonly blockSize: number;
+  readonly segmentSize: number;
+}
+
+export interface MapState {
+  readonly mapSizeMb: number;
+  readonly entries: number;
+  readonly initLsn: Lsn;
+  readonly initReason: string;
+  readonly checkpointLsn: Lsn | null;
+  readonly checkpointTime: string | null;
+  readonly blockCrcs: Uint32Array | null;
+}
+
+export interface RelationFork {
+  readonly spc: number;
+  readonly db: number;
+  readonly rel: number;
+  readonly fork: number;
+  /** -1 when the fork was created and no block of it has been seen since. */
+  readonly maxBlock: number;
+  readonly firstSeenLsn: Lsn;
+  readonly lastSeenLsn: Lsn;
+  readonly droppedLsn: Lsn | null;
+}
+
+export interface HistoryEntry {
+  readonly at: string;
+  readonly kind: 'init' | 'gap' | 'repair';
+  readonly initLsn: Lsn | null;
+  readonly reason: string;
+}
+
+export class CatalogError extends Error {
+  override readonly name = 'CatalogError';
+}
+
+/**
+ * The metadata DB (SQLite, WAL journal mode): the cluster's identity, the map's state and checkpoints,
+ * the relation forks and limit events WAL revealed, and the history of gaps and repairs. Schema
+ * migrations are the numbered files in schemas/, applied in order on open.
+ */
+export class Catalog {
+  readonly #db: Database.Database;
+  readonly #blockSize: () => number;
+
+  private constructor(db: Database.Database) {
+    this.#db = db;
+    this.#blockSize = () => this.identity()?.blockSize ?? 8192;
+  }
+
+  static open(path: string, options: { readonly?: boolean } = {}): Catalog {
+    const db = new Database(path, {
+      readonly: options.readonly ?? false,
+      fileMustExist: options.readonly ?? false,
+    });
+    if (!options.readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      migrate(db);
+    } else if ((db.pragma('user_version', { simple: true }) as number) === 0) {
+      throw new CatalogError(`${path} is not an initialised ptrackd catalog`);
+    }
+    return new Catalog(db);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  identity(): ClusterIdentity | null {
+    const row = this.#db.prepare('SELECT * FROM cluster WHERE id = 1').get() as
+      | Record<string, number | string>
+      | undefined;
+    if (!row) return null;
+    return {
+      systemIdentifier: String(row.system_identifier),
+      timeline: Number(row.timeline),
+      serverVersionNum: Number(row.server_version_num),
+      catalogVersion: Number(row.catalog_version),
+      blockSize: Number(row.block_size),
+      segmentSize: Number(row.segment_size),
+    };
+  }
+
+  setIdentity(id: ClusterIdentity): void {
+    this.#db
+      .prepare(
+        `INSERT INTO cluster (id, system_identifier, timeline, server_version_num, catalog_version, block_size, segment_size)
+         VALUES (1, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET system_identifier = excluded.system_identifier, timeline = excluded.timeline,
+           server_version_num = excluded.server_version_num, catalog_version = excluded.catalog_version,
+           block_size = excluded.block_size, segment_size = excluded.segment_size`,
+      )
+      .run(
+        id.systemIdentifier,
+        id.timeline,
+        id.serverVersionNum,
+        id.catalogVersion,
+        id.blockSize,
+        id.segmentSize,
+      );
+  }
+
+  mapState(): MapState | null {
+    const row = this.#db.prepare('SELECT * FROM map_state WHERE id = 1').get() as
+      | Record<string, unknown>
+      | undefined;
+    if (!row) return null;
+    const crcs = row.block_crcs as Buffer | null;
+    return {
+      mapSizeMb: Number(row.map_size_mb),
+      entries: Number(row.entries),
+      initLsn: Number(row.init_lsn),
+      initReason: String(row.init_reason),
+      checkpointLsn: row.checkpoint_lsn === null ? null : Number(row.checkpoint_lsn),
+      checkpointTime: (row.checkpoint_time as string | null) ?? null,
+      blockCrcs:
+        crcs === null
+          ? null
+          : new Uint32Array(crcs.buffer.slice(crcs.byteOffset, crcs.byteOffset + crcs.length)),
+    };
+  }
+
+  /** Starts tracking: a new map whose history begins at initLsn. */
+  initMap(mapSizeMb: number, entries: number, initLsn: Lsn, reason: string): void {
+    this.#db.transaction(() => {
+      this.#db
+        .prepare(
+          `INSERT INTO map_state (id, map_size_mb, entries, init_lsn, init_reason) VALUES (1, ?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET map_size_mb = excluded.map_size_mb, entries = excluded.entries,
+             init_lsn = excluded.init_lsn, init_reason = excluded.init_reason, checkpoint_lsn = NULL,
+             checkpoint_time = NULL, block_crcs = NULL`,
+        )
+        .run(mapSizeMb, entries, initLsn, reason);
+      this.#log('init', initLsn, reason);
+    })();
+  }
+
+  /** A gap: history before `lsn` is no longer complete. */
+  moveInitLsn(lsn: Lsn, reason: string): void {
+    this.#db.transaction(() => {
+      this.#db.prepare('UPDATE map_state SET init_lsn = ?, init_reason = ? WHERE id = 1').run(lsn, reason);
+      this.#log('gap', lsn, reason);
+    })();
+  }
+
+  logRepair(reason: string): void {
+    this.#log('repair', null, reason);
+  }
+
+  /** Records a durable map checkpoint and its per-block CRCs in one transaction. */
+  recordCheckpoint(lsn: Lsn, blockCrcs: Uint32Array, at = new Date()): void {
+    const blob = Buffer.from(blockCrcs.buffer, blockCrcs.byteOffset, blockCrcs.byteLength);
+    const changed = this.#db
+      .prepare('UPDATE map_state SET checkpoint_lsn = ?, checkpoint_time = ?, block_crcs = ? WHERE id = 1')
+      .run(lsn, at.toISOString(), blob).changes;
+    if (changed !== 1) throw new CatalogError('no map to record a checkpoint for (initMap first)');
+  }
+
+  history(): HistoryEntry[] {
+    return (
+      this.#db.prepare('SELECT at, kind, init_lsn, reason FROM history ORDER BY id').all() as Record<
+        string,
+        unknown
+      >[]
+    ).map((r) => ({
+      at: String(r.at),
+      kind: r.kind as HistoryEntry['kind'],
+      initLsn: r.init_lsn === null ? null : Number(r.init_lsn),
+      reason: String(r.reason),
+    }));
+  }
+
+  /** Applies one decoded chunk's operations, in order, in one transaction. */
+  applyOps(ops: readonly CatalogOp[]): void {
+    const blockSize = this.#blockSize();
+    const perVmPage = heapBlocksPerVmPage(blockSize);
+    const s = this.#statements();
+    this.#db.transaction(() => {
+      for (const o of ops) {
+        if (o.op === 'observe') {
+          s.observe.run(o.spc, o.db, o.rel, o.fork, o.maxBlock, o.firstLsn, o.lastLsn);
+          continue;
+        }
+        const e = o.event;
+        for (const l of limitsOf(e, blockSize))
+          s.limit.run(l.lsn, l.spc, l.db, l.rel, l.fork, l.limitBlock, l.kind);
+        switch (e.kind) {
+          case 'create':
+            s.create.run(e.spc, e.db, e.rel, e.fork, e.endLsn, e.endLsn);
+            break;
+          case 'truncate':
+            if (e.flags & 1) s.truncate.run(e.nblocks - 1, e.spc, e.db, e.rel, ForkNumber.main);
+            if (e.flags & 2)
+              s.truncate.run(Math.ceil(e.nblocks / perVmPage) - 1, e.spc, e.db, e.rel, ForkNumber.vm);
+            break;
+          case 'drop':
+            s.drop.run(e.endLsn, e.spc, e.db, e.rel);
+            break;
+          case 'dbdrop':
+            s.dropDatabase.run(e.endLsn, e.spc, e.db);
+            break;
+        }
+      }
+    })();
+  }
+
+  relationForks(): RelationFork[] {
+    return (
+      this.#db.prepare('SELECT * FROM relation_forks ORDER BY spc, db, rel, fork').all() as Record<
+        string,
+        number | null
+      >[]
+    ).map((r) => ({
+      spc: Number(r.spc),
+      db: Number(r.db),
+      rel: Number(r.rel),
+      fork: Number(r.fork),
+      maxBlock: Number(r.max_block),
+      firstSeenLsn: Number(r.first_seen_lsn),
+      lastSeenLsn: Number(r.last_seen_lsn),
+      droppedLsn: r.dropped_lsn === null ? null : Number(r.dropped_lsn),
+    }));
+  }
+
+  /** Limit events at or after `lsn`, in LSN order. */
+  limitEventsSince(lsn: Lsn): LimitEvent[] {
+    return (
+      this.#db
+        .prepare(
+          'SELECT lsn, spc, db, rel, fork, limit_block, kind FROM limit_events WHERE lsn >= ? ORDER BY lsn, rowid',
+        )
+        .all(lsn) as Record<string, number | string>[]
+    ).map((r) => ({
+      lsn: Number(r.lsn),
+      spc: Number(r.spc),
+      db: Number(r.db),
+      rel: Number(r.rel),
+      fork: Number(r.fork),
+      limitBlock: Number(r.limit_block),
+      kind: String(r.kind),
+    }));
+  }
+
+  #log(kind: HistoryEntry['kind'], initLsn: Lsn | null, reason: string): void {
+    this.#db
+      .prepare('INSERT INTO history (at, kind, init_lsn, reason) VALUES (?, ?, ?, ?)')
+      .run(new Date().toISOString(), kind, initLsn, reason);
+  }
+
+  #prepared: ReturnType<Catalog['prepareStatements']> | undefined;
+  #statements() {
+    this.#prepared ??= this.prepareStatements();
+    return this.#prepared;
+  }
+
+  private prepareStatements() {
+    const db = this.#db;
+    return {
+      // A fork seen again after it was dropped (a reused relfilenode) is alive again.
+      observe: db.prepare(
+        `INSERT INTO relation_forks (spc, db, rel, fork, max_block, first_seen_lsn, last_seen_lsn) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO UPDATE SET max_block = CASE WHEN dropped_lsn IS NOT NULL THEN excluded.max_block
+             ELSE max(max_block, excluded.max_block) END,
+           last_seen_lsn = max(last_seen_lsn, excluded.last_seen_lsn), dropped_lsn = NULL`,
+      ),
+      create: db.prepare(
+        `INSERT INTO relation_forks (spc, db, rel, fork, max_block, first_seen_lsn, last_seen_lsn) VALUES (?, ?, ?, ?, -1, ?, ?)
+         ON CONFLICT DO UPDATE SET max_block = -1, last_seen_lsn = excluded.last_seen_lsn, dropped_lsn = NULL`,
+      ),
+      truncate: db.prepare(
+        'UPDATE relation_forks SET max_block = min(max_block, ?) WHERE spc = ? AND db = ? AND rel = ? AND fork = ?',
+      ),
+      drop: db.prepare(
+        'UPDATE relation_forks SET dropped_lsn = ? WHERE spc = ? AND db = ? AND rel = ? AND dropped_lsn IS NULL',
+      ),
+      dropDatabase: db.prepare(
+        'UPDATE relation_forks SET dropped_lsn = ? WHERE spc = ? AND db = ? AND dropped_lsn IS NULL',
+      ),
+      limit: db.prepare(
+        'INSERT INTO limit_events (lsn, spc, db, rel, fork, limit_block, kind) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
+    };
+  }
+}
+
+/** Applies the numbered schema files newer than the database's user_version, each in a transaction. */
+function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  const files = readdirSync(SCHEMAS_DIR)
+    .filter((f) => /^\d{3}_.*\.sql$/.test(f))
+    .sort();
+  for (const file of files) {
+    const version = Number(file.slice(0, 3));
+    if (version <= current) continue;
+    db.transaction(() => {
+      db.exec(readFileSync(join(SCHEMAS_DIR, file), 'utf8'));
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+}

@@ -1,0 +1,162 @@
+import Database from 'better-sqlite3';
+import type { Catalog } from '../catalog/index.ts';
+import type { PtrackMap } from '../map/index.ts';
+import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import { type RelationFile, relationFilesInCatalog, relationFilesInPgdata } from './files.ts';
+import {
+  type ChangeStat,
+  changeStat,
+  LimitIndex,
+  type PagemapRow,
+  pagemapset,
+  QueryError,
+} from './pagemapset.ts';
+import { tablespaceVersionDir } from './paths.ts';
+
+export interface QuerySources {
+  readonly map: PtrackMap;
+  readonly catalog: Catalog;
+  /** The server's data directory (read-only is enough); without it the catalog lists the files. */
+  readonly pgdata?: string;
+  /** How far WAL has been applied to the map and catalog. */
+  readonly appliedLsn: () => Lsn;
+}
+
+export interface QueryResult {
+  readonly columns: string[];
+  readonly rows: unknown[][];
+}
+
+export const PTRACK_VERSION = '2.4';
+
+/**
+ * ptrack's functions as real SQL: an in-memory SQLite database with ptrack_version() and
+ * ptrack_init_lsn() as scalar functions and ptrack_get_pagemapset(lsn), ptrack_get_change_stat(lsn),
+ * ptrack_status() and ptrack_relations() as table-valued functions, so WHERE, ORDER BY, joins and
+ * aggregates work on top. LSNs are text (%X/%X); pagemap is a blob.
+ */
+export class QueryEngine {
+  readonly #src: QuerySources;
+  readonly #db = new Database(':memory:');
+
+  constructor(src: QuerySources) {
+    this.#src = src;
+    const db = this.#db;
+    const engine = this; // the table functions' generators are called by SQLite, not as methods
+    db.function('ptrack_version', { deterministic: true }, () => PTRACK_VERSION);
+    db.function('ptrack_init_lsn', () => formatLsn(this.initLsn));
+    db.table('ptrack_get_pagemapset', {
+      columns: ['path', 'pagecount', 'pagemap'],
+      parameters: ['start_lsn'],
+      rows: function* (lsn: unknown) {
+        for (const r of engine.pagemapset(lsnArgument(lsn)))
+          yield [r.path, r.pagecount, Buffer.from(r.pagemap)];
+      },
+    });
+    db.table('ptrack_get_change_stat', {
+      columns: ['files', 'pages', 'size, MB'],
+      parameters: ['start_lsn'],
+      rows: function* (lsn: unknown) {
+        const s = engine.changeStat(lsnArgument(lsn));
+        yield [s.files, s.pages, s.sizeMb];
+      },
+    });
+    db.table('ptrack_status', {
+      columns: [
+        'init_lsn',
+        'applied_lsn',
+        'checkpoint_lsn',
+        'map_size_mb',
+        'map_entries',
+        'map_fill',
+        'est_false_positive_rate',
+      ],
+      rows: function* () {
+        const state = engine.#state();
+        const fill = engine.#src.map.fillRatio();
+        const checkpoint = state.checkpointLsn === null ? null : formatLsn(state.checkpointLsn);
+        yield [
+          formatLsn(state.initLsn),
+          formatLsn(engine.#src.appliedLsn()),
+          checkpoint,
+          state.mapSizeMb,
+          state.entries,
+          fill,
+          fill * fill,
+        ];
+      },
+    });
+    db.table('ptrack_relations', {
+      columns: ['spc', 'db', 'rel', 'fork', 'max_block', 'first_seen_lsn', 'last_seen_lsn', 'dropped_lsn'],
+      rows: function* () {
+        for (const f of engine.#src.catalog.relationForks()) {
+          const dropped = f.droppedLsn === null ? null : formatLsn(f.droppedLsn);
+          yield [
+            f.spc,
+            f.db,
+            f.rel,
+            f.fork,
+            f.maxBlock,
+            formatLsn(f.firstSeenLsn),
+            formatLsn(f.lastSeenLsn),
+            dropped,
+          ];
+        }
+      },
+    });
+  }
+
+  get initLsn(): Lsn {
+    return this.#state().initLsn;
+  }
+
+  /** Runs one SQL statement; errors from SQLite or from ptrack's functions are thrown as they are. */
+  query(sql: string): QueryResult {
+    const stmt = this.#db.prepare(sql);
+    if (!stmt.reader) {
+      stmt.run();
+      return { columns: [], rows: [] };
+    }
+    const columns = stmt.columns().map((c) => c.name);
+    return { columns, rows: stmt.raw(true).all() as unknown[][] };
+  }
+
+  pagemapset(since: Lsn): Generator<PagemapRow> {
+    const limits = new LimitIndex(this.#src.catalog.limitEventsSince(since));
+    return pagemapset(since, this.initLsn, this.#src.map, limits, this.#files());
+  }
+
+  changeStat(since: Lsn): ChangeStat {
+    return changeStat(this.pagemapset(since), this.#identity().blockSize);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+
+  #files(): Iterable<RelationFile> {
+    const id = this.#identity();
+    const versionDir = tablespaceVersionDir(id.serverVersionNum, id.catalogVersion);
+    return this.#src.pgdata === undefined
+      ? relationFilesInCatalog(this.#src.catalog.relationForks(), versionDir)
+      : relationFilesInPgdata(this.#src.pgdata, versionDir, id.blockSize);
+  }
+
+  #identity() {
+    const id = this.#src.catalog.identity();
+    if (!id) throw new QueryError('the catalog does not know which cluster it tracks yet');
+    return id;
+  }
+
+  #state() {
+    const state = this.#src.catalog.mapState();
+    if (!state) throw new QueryError('tracking has not started: the catalog holds no map');
+    return state;
+  }
+}
+
+function lsnArgument(value: unknown): Lsn {
+  if (typeof value !== 'string')
+    throw new QueryError(`start_lsn must be text such as '0/185C8C0', got ${String(value)}`);
+  return parseLsn(value);
+}

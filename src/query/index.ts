@@ -1,0 +1,11 @@
+export { PTRACK_VERSION, QueryEngine, type QueryResult, type QuerySources } from './engine.ts';
+export { type RelationFile, relationFilesInCatalog, relationFilesInPgdata } from './files.ts';
+export {
+  type ChangeStat,
+  changeStat,
+  LimitIndex,
+  type PagemapRow,
+  pagemapset,
+  QueryError,
+} from './pagemapset.ts';
+export { parseRelationFileName, RELSEG_SIZE, relationFilePath, tablespaceVersionDir } from './paths.ts';

@@ -1,0 +1,1 @@
+export { WalApplier } from './apply.ts';
