@@ -49,8 +49,9 @@ export class QueryEngine {
       columns: ['path', 'pagecount', 'pagemap'],
       parameters: ['start_lsn'],
       rows: function* (lsn: unknown) {
-        for (const r of engine.pagemapset(lsnArgument(lsn)))
-          yield [r.path, r.pagecount, Buffer.from(r.pagemap)];
+        for (const r of engine.pagemapset(lsnArgument(lsn))) {
+          yield [r.path, int(r.pagecount), Buffer.from(r.pagemap)];
+        }
       },
     });
     db.table('ptrack_get_change_stat', {
@@ -58,7 +59,7 @@ export class QueryEngine {
       parameters: ['start_lsn'],
       rows: function* (lsn: unknown) {
         const s = engine.changeStat(lsnArgument(lsn));
-        yield [s.files, s.pages, s.sizeMb];
+        yield [int(s.files), s.pages === null ? null : int(s.pages), s.sizeMb];
       },
     });
     db.table('ptrack_status', {
@@ -79,8 +80,8 @@ export class QueryEngine {
           formatLsn(state.initLsn),
           formatLsn(engine.#src.appliedLsn()),
           checkpoint,
-          state.mapSizeMb,
-          state.entries,
+          int(state.mapSizeMb),
+          int(state.entries),
           fill,
           fill * fill,
         ];
@@ -91,16 +92,8 @@ export class QueryEngine {
       rows: function* () {
         for (const f of engine.#src.catalog.relationForks()) {
           const dropped = f.droppedLsn === null ? null : formatLsn(f.droppedLsn);
-          yield [
-            f.spc,
-            f.db,
-            f.rel,
-            f.fork,
-            f.maxBlock,
-            formatLsn(f.firstSeenLsn),
-            formatLsn(f.lastSeenLsn),
-            dropped,
-          ];
+          const ids = [f.spc, f.db, f.rel, f.fork, f.maxBlock].map(int);
+          yield [...ids, formatLsn(f.firstSeenLsn), formatLsn(f.lastSeenLsn), dropped];
         }
       },
     });
@@ -153,6 +146,11 @@ export class QueryEngine {
     if (!state) throw new QueryError('tracking has not started: the catalog holds no map');
     return state;
   }
+}
+
+/** SQLite stores a JS number from a table function as REAL ('x' || 5 would be 'x5.0'); a BigInt is an INTEGER. */
+function int(n: number): bigint {
+  return BigInt(n);
 }
 
 function lsnArgument(value: unknown): Lsn {
