@@ -30,8 +30,8 @@ export function blockCrcsOf(bytes: Uint8Array): Uint32Array {
 /** What the catalog knows about the last durable checkpoint: it ties a file to it. */
 export interface CheckpointRecord {
   readonly entries: number;
-  readonly initLsn: bigint;
-  readonly checkpointLsn: bigint;
+  readonly initLsn: number;
+  readonly checkpointLsn: number;
   readonly blockCrcs: Uint32Array | null;
 }
 

@@ -1,6 +1,14 @@
 import { hashBlockId, hashOut, mod64 } from './hash.ts';
 import { entriesForMapSize, HEADER_SIZE, INIT_LSN_OFFSET, MAP_MAGIC, MAP_VERSION } from './layout.ts';
 
+/** LSNs are exact integers below 2^53 here, as in all of ptrackd (see wal/lsn.ts). */
+const TWO_32 = 0x1_0000_0000;
+/**
+ * An LSN below 2^53 leaves the top 11 bits of an entry's high word free; the top one locks the entry
+ * while a writer replaces its two halves. It is never set in a map at rest, nor in a checkpoint file.
+ */
+const LOCKED = 0x8000_0000;
+
 /**
  * The changed-block map: ptrack's hash table of uint64 LSNs on a SharedArrayBuffer that decoder workers,
  * the tracker and the query worker share (each wraps the same buffer in its own PtrackMap).
@@ -8,17 +16,17 @@ import { entriesForMapSize, HEADER_SIZE, INIT_LSN_OFFSET, MAP_MAGIC, MAP_VERSION
  * A block is marked in two slots (hash % N and rotl64(hash, 32) % N) with a monotonic max, and counts as
  * changed since X when both slots are >= X. Collisions only ever add false positives.
  *
- * Memory-ordering notes (every access to entries goes through Atomics, which are sequentially consistent):
- * - markBlock first reads the slot as two 32-bit halves, high then low. Values only grow, so that torn
- *   read is never above the slot's true value at the moment its low half is read: when it is already
- *   >= lsn, skipping the update is safe. Otherwise a 64-bit compareExchange loop does the max.
- * - snapshotEntries reads low then high, so a torn read is never below the slot's value before the read:
- *   a snapshot can overstate an entry (a false positive) but never lose a mark it should contain.
+ * Each entry is two 32-bit words driven through Atomics (sequentially consistent), so no BigInt is made:
+ * - a writer whose LSN is not above the entry stops after two loads; values only grow, so even if a
+ *   concurrent writer changed the entry between them, what was read is never above the entry's value;
+ * - otherwise it locks the entry (compareExchange sets the high word's top bit), re-reads the low word,
+ *   stores the new low word, then stores the new high word, which also unlocks;
+ * - a reader loads high, low, high again and retries while the entry is locked or the high word moved,
+ *   so it only ever sees values some writer completed.
  */
 export class PtrackMap {
   readonly buffer: SharedArrayBuffer;
   readonly entries: number;
-  readonly #u64: BigUint64Array;
   readonly #u32: Uint32Array;
 
   constructor(buffer: SharedArrayBuffer) {
@@ -36,52 +44,56 @@ export class PtrackMap {
     }
     this.buffer = buffer;
     this.entries = (buffer.byteLength - HEADER_SIZE) / 8;
-    this.#u64 = new BigUint64Array(buffer, HEADER_SIZE);
     this.#u32 = new Uint32Array(buffer, HEADER_SIZE);
   }
 
   /** An empty map of `mapSizeMb` MB (ptrack.map_size) whose history starts at initLsn. */
-  static create(mapSizeMb: number, initLsn: bigint): PtrackMap {
+  static create(mapSizeMb: number, initLsn: number): PtrackMap {
     return PtrackMap.withEntries(entriesForMapSize(mapSizeMb), initLsn);
   }
 
-  static withEntries(entries: number, initLsn: bigint): PtrackMap {
+  static withEntries(entries: number, initLsn: number): PtrackMap {
     if (!Number.isInteger(entries) || entries < 1 || entries >= 2 ** 32) {
       throw new RangeError(`entries must be from 1 to 2^32 - 1, got ${entries}`);
     }
     const buffer = new SharedArrayBuffer(HEADER_SIZE + entries * 8);
     new Uint8Array(buffer).set(MAP_MAGIC, 0);
-    const dv = new DataView(buffer);
-    dv.setUint32(4, MAP_VERSION, true);
-    dv.setBigUint64(INIT_LSN_OFFSET, initLsn, true);
-    return new PtrackMap(buffer);
+    new DataView(buffer).setUint32(4, MAP_VERSION, true);
+    const map = new PtrackMap(buffer);
+    map.initLsn = initLsn;
+    return map;
   }
 
-  get initLsn(): bigint {
-    return new DataView(this.buffer).getBigUint64(INIT_LSN_OFFSET, true);
+  get initLsn(): number {
+    const dv = new DataView(this.buffer);
+    return dv.getUint32(INIT_LSN_OFFSET + 4, true) * TWO_32 + dv.getUint32(INIT_LSN_OFFSET, true);
   }
 
-  set initLsn(lsn: bigint) {
-    new DataView(this.buffer).setBigUint64(INIT_LSN_OFFSET, lsn, true);
+  set initLsn(lsn: number) {
+    checkLsn(lsn);
+    const dv = new DataView(this.buffer);
+    dv.setUint32(INIT_LSN_OFFSET, lsn % TWO_32, true);
+    dv.setUint32(INIT_LSN_OFFSET + 4, Math.floor(lsn / TWO_32), true);
   }
 
   /** Records that a block changed at `lsn` (a record's end LSN). Safe from any thread. */
-  markBlock(spc: number, db: number, rel: number, fork: number, block: number, lsn: bigint): void {
+  markBlock(spc: number, db: number, rel: number, fork: number, block: number, lsn: number): void {
+    checkLsn(lsn);
     hashBlockId(spc, db, rel, fork, block);
     const hi = hashOut[0];
     const lo = hashOut[1];
     const n = this.entries;
-    this.#max(mod64(hi, lo, n), lsn);
-    this.#max(mod64(lo, hi, n), lsn);
+    this.#raise(mod64(hi, lo, n), lsn);
+    this.#raise(mod64(lo, hi, n), lsn);
   }
 
   /** Whether the map says the block changed at or after `since` (both slots >= since). */
-  isChanged(spc: number, db: number, rel: number, fork: number, block: number, since: bigint): boolean {
+  isChanged(spc: number, db: number, rel: number, fork: number, block: number, since: number): boolean {
     hashBlockId(spc, db, rel, fork, block);
     const hi = hashOut[0];
     const lo = hashOut[1];
     const n = this.entries;
-    return this.#atLeast(mod64(hi, lo, n), since) && this.#atLeast(mod64(lo, hi, n), since);
+    return this.entry(mod64(hi, lo, n)) >= since && this.entry(mod64(lo, hi, n)) >= since;
   }
 
   /** The block's two slot indexes (for tools and tests). */
@@ -90,8 +102,15 @@ export class PtrackMap {
     return [mod64(hashOut[0], hashOut[1], this.entries), mod64(hashOut[1], hashOut[0], this.entries)];
   }
 
-  entry(slot: number): bigint {
-    return Atomics.load(this.#u64, slot);
+  /** An entry's LSN, as some writer completed it. */
+  entry(slot: number): number {
+    const u32 = this.#u32;
+    for (;;) {
+      const hi = Atomics.load(u32, slot * 2 + 1);
+      if (hi & LOCKED) continue;
+      const lo = Atomics.load(u32, slot * 2);
+      if (Atomics.load(u32, slot * 2 + 1) === hi) return hi * TWO_32 + lo;
+    }
   }
 
   /**
@@ -99,8 +118,14 @@ export class PtrackMap {
    * With lsn = the checkpoint LSN, every block in it reads as changed for X <= lsn (false positives only),
    * and WAL replayed from lsn restores the rest.
    */
-  fillEntries(from: number, to: number, lsn: bigint): void {
-    this.#u64.fill(lsn, from, to);
+  fillEntries(from: number, to: number, lsn: number): void {
+    checkLsn(lsn);
+    const lo = lsn % TWO_32;
+    const hi = Math.floor(lsn / TWO_32);
+    for (let i = from; i < to; i++) {
+      this.#u32[i * 2] = lo;
+      this.#u32[i * 2 + 1] = hi;
+    }
   }
 
   /** Fraction of entries that are non-zero. */
@@ -111,36 +136,40 @@ export class PtrackMap {
     return used / this.entries;
   }
 
-  /** A consistent-enough copy of the whole buffer (header + entries) for a checkpoint; see the class notes. */
+  /** A copy of the whole buffer (header + entries) for a checkpoint, each entry as some writer completed it. */
   snapshot(): Uint8Array {
     const out = new Uint8Array(this.buffer.byteLength);
     out.set(new Uint8Array(this.buffer, 0, HEADER_SIZE), 0);
     const dst = new Uint32Array(out.buffer, HEADER_SIZE);
-    const src = this.#u32;
-    for (let i = 0; i < src.length; i += 2) {
-      dst[i] = Atomics.load(src, i);
-      dst[i + 1] = Atomics.load(src, i + 1);
+    for (let slot = 0; slot < this.entries; slot++) {
+      const lsn = this.entry(slot);
+      dst[slot * 2] = lsn % TWO_32;
+      dst[slot * 2 + 1] = Math.floor(lsn / TWO_32);
     }
     return out;
   }
 
-  #atLeast(slot: number, since: bigint): boolean {
-    return Atomics.load(this.#u64, slot) >= since;
-  }
-
-  #max(slot: number, lsn: bigint): void {
+  #raise(slot: number, lsn: number): void {
     const u32 = this.#u32;
-    const hi = Atomics.load(u32, slot * 2 + 1);
-    const lo = Atomics.load(u32, slot * 2);
-    // The common check builds no BigInt; only an actual update does (the compareExchange loop).
-    const target = Number(lsn);
-    if (target <= Number.MAX_SAFE_INTEGER && hi * 0x1_0000_0000 + lo >= target) return;
-    const a = this.#u64;
-    let current = Atomics.load(a, slot);
-    while (current < lsn) {
-      const seen = Atomics.compareExchange(a, slot, current, lsn);
-      if (seen === current) return;
-      current = seen;
+    const hiAt = slot * 2 + 1;
+    for (;;) {
+      const hi = Atomics.load(u32, hiAt);
+      if (hi & LOCKED) continue; // another writer is between its two stores
+      if (hi * TWO_32 + Atomics.load(u32, slot * 2) >= lsn) return;
+      if (Atomics.compareExchange(u32, hiAt, hi, hi | LOCKED) !== hi) continue;
+      if (hi * TWO_32 + Atomics.load(u32, slot * 2) >= lsn) {
+        Atomics.store(u32, hiAt, hi);
+        return;
+      }
+      Atomics.store(u32, slot * 2, lsn % TWO_32);
+      Atomics.store(u32, hiAt, Math.floor(lsn / TWO_32));
+      return;
     }
+  }
+}
+
+function checkLsn(lsn: number): void {
+  if (!(lsn >= 0 && lsn <= Number.MAX_SAFE_INTEGER && Number.isInteger(lsn))) {
+    throw new RangeError(`an LSN must be an integer from 0 to 2^53 - 1, got ${lsn}`);
   }
 }

@@ -65,14 +65,13 @@ export function* pagemapset(
       `LSN ${formatLsn(since)} is older than init_lsn ${formatLsn(initLsn)}: changes before ${formatLsn(initLsn)} are not tracked; take a full backup`,
     );
   }
-  const sinceBig = BigInt(since);
   for (const f of files) {
     const first = f.segno * RELSEG_SIZE;
     const wholeFrom = f.fork === ForkNumber.fsm ? 0 : limits.limitFor(f.spc, f.db, f.rel, f.fork) - first;
     const bitmap = new Uint8Array((f.blocks + 7) >> 3);
     let count = 0;
     for (let b = 0; b < f.blocks; b++) {
-      if (b >= wholeFrom || map.isChanged(f.spc, f.db, f.rel, f.fork, first + b, sinceBig)) {
+      if (b >= wholeFrom || map.isChanged(f.spc, f.db, f.rel, f.fork, first + b, since)) {
         bitmap[b >> 3] |= 1 << (b & 7);
         count++;
       }

@@ -38,7 +38,7 @@ export class WalApplier {
   }
 
   apply(rec: DecodedRecord): void {
-    const lsn = BigInt(rec.endLsn);
+    const lsn = rec.endLsn;
     for (const b of rec.blocks) this.#mark(b.spc, b.db, b.rel, b.fork, b.block, lsn, rec);
     for (const b of impliedBlockRefs(rec, this.#blockSize))
       this.#mark(b.spc, b.db, b.rel, b.fork, b.block, lsn, rec);
@@ -63,7 +63,7 @@ export class WalApplier {
     rel: number,
     fork: number,
     block: number,
-    lsn: bigint,
+    lsn: number,
     rec: DecodedRecord,
   ): void {
     this.#map.markBlock(spc, db, rel, fork, block, lsn);

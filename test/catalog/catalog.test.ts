@@ -106,9 +106,9 @@ describe('catalog', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ptrackd-checkpoint-'));
     const c = Catalog.open(join(dir, 'catalog.db'));
     expect(() => c.recordCheckpoint(0x9000, new Uint32Array(1))).toThrow(/no map/);
-    const map = PtrackMap.create(1, 0x1000n);
+    const map = PtrackMap.create(1, 0x1000);
     c.initMap(1, map.entries, 0x1000, 'first start');
-    for (let b = 0; b < 5000; b++) map.markBlock(1663, 5, 16384, 0, b, BigInt(0x2000 + b));
+    for (let b = 0; b < 5000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
     const image = encodeMapFile(map.snapshot());
     writeFileDurably(join(dir, 'ptrack.map'), image.bytes);
     c.recordCheckpoint(0x9000, image.blockCrcs);
@@ -118,8 +118,8 @@ describe('catalog', () => {
     expect(state.checkpointLsn).toBe(0x9000);
     const loaded = loadMapFile(readFileIfExists(join(dir, 'ptrack.map')), {
       entries: state.entries,
-      initLsn: BigInt(state.initLsn),
-      checkpointLsn: BigInt(state.checkpointLsn!),
+      initLsn: state.initLsn,
+      checkpointLsn: state.checkpointLsn!,
       blockCrcs: state.blockCrcs,
     });
     expect(loaded.damagedBlocks).toEqual([]);

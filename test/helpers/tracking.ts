@@ -31,7 +31,7 @@ export async function trackFromWal(cluster: PgCluster, start: string, end: strin
   });
   const startLsn = parseLsn(start);
   const endLsn = parseLsn(end);
-  const map = PtrackMap.create(mapSizeMb, BigInt(startLsn));
+  const map = PtrackMap.create(mapSizeMb, startLsn);
   catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), startLsn, 'test: tracking from a known LSN');
   const applier = new WalApplier(map, Number(blockSize), startLsn);
   const decoder = new WalStreamDecoder({

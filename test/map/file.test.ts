@@ -16,19 +16,19 @@ import {
 import { seededRandom } from '../helpers/fixtures.ts';
 
 const ENTRIES = 100_000; // ~800 KB: 13 CRC blocks
-const CHECKPOINT = 5_000_000n;
-const INIT = 1000n;
+const CHECKPOINT = 5_000_000;
+const INIT = 1000;
 
 /** A map with marks below the checkpoint LSN, its file image and the catalog's record of it. */
 function checkpointed() {
   const map = PtrackMap.withEntries(ENTRIES, INIT);
   const random = seededRandom(5);
-  const marks: [number, number, bigint][] = [];
+  const marks: [number, number, number][] = [];
   for (let i = 0; i < 20_000; i++) {
-    const m: [number, number, bigint] = [
+    const m: [number, number, number] = [
       16384 + (i % 7),
       Math.floor(random() * 1e6),
-      2000n + BigInt(Math.floor(random() * 4_000_000)),
+      2000 + Math.floor(random() * 4_000_000),
     ];
     map.markBlock(1663, 5, m[0], 0, m[1], m[2]);
     marks.push(m);
@@ -43,7 +43,7 @@ function checkpointed() {
   return { map, image, record, marks };
 }
 
-const noFalseNegatives = (loaded: PtrackMap, marks: [number, number, bigint][]) =>
+const noFalseNegatives = (loaded: PtrackMap, marks: [number, number, number][]) =>
   marks.every(([rel, block, lsn]) => loaded.isChanged(1663, 5, rel, 0, block, lsn));
 
 describe('checkpoint file', () => {
@@ -53,7 +53,7 @@ describe('checkpoint file', () => {
     expect(Buffer.from(image.bytes.subarray(0, 4)).toString('latin1')).toBe('ptk\0');
     const dv = new DataView(image.bytes.buffer);
     expect(dv.getUint32(4, true)).toBe(220);
-    expect(dv.getBigUint64(8, true)).toBe(INIT);
+    expect(dv.getBigUint64(8, true)).toBe(BigInt(INIT));
     expect(dv.getUint32(image.bytes.length - 4, true)).toBe(
       crc32c(image.bytes.subarray(0, image.bytes.length - 4)),
     );

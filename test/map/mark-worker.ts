@@ -4,6 +4,5 @@ import { PtrackMap } from '../../src/map/index.ts';
 /** Marks the blocks it is given in the shared map, as a decoder worker will. */
 const { buffer, marks } = workerData as { buffer: SharedArrayBuffer; marks: Float64Array };
 const map = new PtrackMap(buffer);
-for (let i = 0; i < marks.length; i += 3)
-  map.markBlock(1663, 5, marks[i], 0, marks[i + 1], BigInt(marks[i + 2]));
+for (let i = 0; i < marks.length; i += 3) map.markBlock(1663, 5, marks[i], 0, marks[i + 1], marks[i + 2]);
 parentPort!.postMessage('done');

@@ -49,9 +49,9 @@ const event = (e: EventFields, endLsn: number): CatalogOp =>
 function setup() {
   // Large enough that a collision among these few marks across 131072 blocks is negligible (~1e-5).
   const catalog = scratchCatalog(INIT, 1_000_003);
-  const map = PtrackMap.withEntries(1_000_003, BigInt(INIT));
+  const map = PtrackMap.withEntries(1_000_003, INIT);
   const mark = (spc: number, db: number, rel: number, fork: number, block: number, lsn: number) => {
-    map.markBlock(spc, db, rel, fork, block, BigInt(lsn));
+    map.markBlock(spc, db, rel, fork, block, lsn);
     catalog.applyOps([observe(spc, db, rel, fork, block, lsn)]);
   };
   // base/5/16384: 131072 + 10 blocks (a second segment); blocks 5 and 131075 change after X.
@@ -161,7 +161,7 @@ describe('the SQL engine', () => {
       [1, 3, (3 * 8192) / 1048576],
     ]);
     const nothing = new QueryEngine({
-      map: PtrackMap.withEntries(101, BigInt(INIT)),
+      map: PtrackMap.withEntries(101, INIT),
       catalog: scratchCatalog(INIT),
       pgdata: mkdtempSync(join(tmpdir(), 'ptrackd-empty-')),
       appliedLsn: () => AFTER,
