@@ -2,6 +2,7 @@ import { cpus } from 'node:os';
 import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
 import { benchMarking } from './map.ts';
+import { benchQueries } from './queries.ts';
 import { walCorpus } from './wal-corpus.ts';
 
 /** `npm run bench`: every benchmark, each as ratios against a yardstick measured in the same run. */
@@ -48,3 +49,18 @@ log(
   `  marks that raise a slot:    ${(m.updatesPerSecond / 1e6).toFixed(2)} M blocks/s = ${(m.updatesPerSecond / waldumpBlockRate).toFixed(2)}x pg_waldump's ${(waldumpBlockRate / 1e6).toFixed(2)} M block refs/s`,
 );
 log(`  marks already covered:      ${(m.noOpsPerSecond / 1e6).toFixed(2)} M blocks/s`);
+
+const scale = Number(process.env.PTRACKD_BENCH_SCALE ?? 130);
+const q = await benchQueries(scale, log);
+log(`\nQueries on a ${q.databaseMb} MB pgbench database (scale ${scale}), ${q.blocks} blocks in PGDATA`);
+log(`yardstick: walking PGDATA's relation files ${q.walkSeconds.toFixed(3)} s`);
+log(
+  'mode     since              pagemapset s   change_stat s   files      pages   blocks/s scanned   x walk',
+);
+for (const r of q.rows) {
+  log(
+    `${r.mode.padEnd(8)} ${r.since.padEnd(18)} ${r.pagemapsetSeconds.toFixed(3).padStart(12)} ${r.changeStatSeconds.toFixed(3).padStart(15)} ` +
+      `${String(r.files).padStart(6)} ${String(r.pages).padStart(10)} ${(q.blocks / r.pagemapsetSeconds / 1e6).toFixed(2).padStart(15)} M ` +
+      `${(r.pagemapsetSeconds / q.walkSeconds).toFixed(1).padStart(8)}`,
+  );
+}

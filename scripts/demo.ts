@@ -1,10 +1,13 @@
-import { execFileSync } from 'node:child_process';
+import { QueryEngine } from '../src/query/index.ts';
 import { PgCluster } from '../test/helpers/pg-cluster.ts';
+import { trackFromWal } from '../test/helpers/tracking.ts';
 
 /**
- * Starts a scratch PostgreSQL 15, runs a short pgbench, and shows which blocks its WAL says changed
- * since the LSN taken before the workload, using `ptrackd waldump`. Everything is removed at the end.
- * (When the daemon lands, this becomes: ptrackd following the server, then ptrack_get_pagemapset.)
+ * The main job on an embedded default: a scratch PostgreSQL 15, a short pgbench, and ptrackd's answer to
+ * "which blocks changed since the LSN taken before it" — the server's WAL decoded into the map and
+ * catalog, then ptrack_get_change_stat and ptrack_get_pagemapset through the SQL engine. Everything is
+ * removed at the end. (Until the daemon lands, the WAL is read from pg_wal after the workload instead of
+ * being followed over a replication slot.)
  */
 const cluster = await PgCluster.start({ settings: { wal_keep_size: "'1GB'" } });
 try {
@@ -16,30 +19,28 @@ try {
   await cluster.client('pgbench', ['-n', '-c', '2', '-T', '5']);
   await cluster.sql('CHECKPOINT');
   const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
-  const ptrackd = (args: string[]) =>
-    execFileSync('bin/ptrackd', ['waldump', ...args, '--start', start, '--end', end, cluster.walDir], {
-      encoding: 'utf8',
-      maxBuffer: 1 << 30,
-    });
-  say(`\nWAL between ${start} and ${end}, per resource manager:`);
+  const tracked = await trackFromWal(cluster, start, end);
+  const engine = new QueryEngine({ ...tracked, pgdata: cluster.dataDir });
+  const show = (sql: string) => {
+    const { columns, rows } = engine.query(sql);
+    say(`\nptrackd=# ${sql}`);
+    say(columns.join(' | '));
+    for (const row of rows) {
+      say(
+        row
+          .map((v) =>
+            v instanceof Uint8Array ? `\\x${Buffer.from(v).toString('hex').slice(0, 40)}…` : String(v),
+          )
+          .join(' | '),
+      );
+    }
+  };
   say(
-    ptrackd(['--stats'])
-      .split('\n')
-      .filter((l) => !/^\S+\s+0 \(/.test(l))
-      .join('\n'),
+    `\nWAL ${start}..${end} decoded into the map; init_lsn ${engine.query('SELECT ptrack_init_lsn()').rows[0][0]}`,
   );
-  const changed = new Map<string, Set<string>>();
-  for (const line of ptrackd(['--blocks', '--implied']).trim().split('\n')) {
-    const [, rel, fork, block] = line.split(' ');
-    const key = `${rel} ${fork}`;
-    if (!changed.has(key)) changed.set(key, new Set());
-    changed.get(key)!.add(block);
-  }
-  say(`Changed blocks since ${start}, by relation fork (spc/db/rel fork: blocks):`);
-  const rows = [...changed.entries()].sort((a, b) => b[1].size - a[1].size);
-  for (const [key, blocks] of rows.slice(0, 10)) say(`  ${key.padEnd(24)} ${blocks.size}`);
-  say(
-    `  … ${rows.length} relation forks, ${rows.reduce((n, [, b]) => n + b.size, 0)} distinct blocks in all`,
+  show(`SELECT * FROM ptrack_get_change_stat('${start}')`);
+  show(
+    `SELECT path, pagecount, pagemap FROM ptrack_get_pagemapset('${start}') ORDER BY pagecount DESC LIMIT 5`,
   );
 } finally {
   await cluster.destroy();

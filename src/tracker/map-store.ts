@@ -1,0 +1,56 @@
+import { join } from 'node:path';
+import type { Catalog } from '../catalog/index.ts';
+import {
+  encodeMapFile,
+  loadMapFile,
+  type PtrackMap,
+  readFileIfExists,
+  writeFileDurably,
+} from '../map/index.ts';
+import { formatLsn, type Lsn } from '../wal/index.ts';
+
+export const MAP_FILE = 'ptrack.map';
+
+/**
+ * A durable checkpoint of the map as of `lsn` (every record ending at or before it is in the map): the
+ * file first (temp, fsync, rename, fsync dir), then its per-block CRCs and the LSN in the catalog in
+ * one transaction. Only after both may the slot's flush position move to `lsn`.
+ */
+export function checkpointMap(dataDir: string, catalog: Catalog, map: PtrackMap, lsn: Lsn): void {
+  const image = encodeMapFile(map.snapshot());
+  writeFileDurably(join(dataDir, MAP_FILE), image.bytes);
+  catalog.recordCheckpoint(lsn, image.blockCrcs);
+}
+
+/**
+ * The map as of the catalog's last checkpoint, with damaged blocks repaired to the checkpoint LSN; each
+ * repair is recorded in the catalog's history and reported through `warn`. Returns the LSN to resume
+ * decoding from.
+ */
+export function loadCheckpointedMap(
+  dataDir: string,
+  catalog: Catalog,
+  warn: (message: string) => void,
+): { map: PtrackMap; resumeLsn: Lsn } {
+  const state = catalog.mapState();
+  if (!state) throw new Error('the catalog holds no map to load');
+  const checkpointLsn = state.checkpointLsn ?? state.initLsn;
+  const loaded = loadMapFile(readFileIfExists(join(dataDir, MAP_FILE)), {
+    entries: state.entries,
+    initLsn: state.initLsn,
+    checkpointLsn,
+    blockCrcs: state.blockCrcs,
+  });
+  const at = formatLsn(checkpointLsn);
+  const repair =
+    loaded.wholeFileDamage !== undefined
+      ? `${loaded.wholeFileDamage}: every entry set to the checkpoint LSN ${at}`
+      : loaded.damagedBlocks.length > 0
+        ? `map file blocks ${loaded.damagedBlocks.join(', ')} failed their CRC-32C: their entries set to the checkpoint LSN ${at}`
+        : undefined;
+  if (repair !== undefined) {
+    catalog.logRepair(repair);
+    warn(repair);
+  }
+  return { map: loaded.map, resumeLsn: checkpointLsn };
+}

@@ -1,0 +1,55 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Catalog } from '../../src/catalog/index.ts';
+import { PtrackMap } from '../../src/map/index.ts';
+import { checkpointMap, loadCheckpointedMap, MAP_FILE } from '../../src/tracker/index.ts';
+
+function checkpointed() {
+  const dir = mkdtempSync(join(tmpdir(), 'ptrackd-data-'));
+  const catalog = Catalog.open(join(dir, 'catalog.db'));
+  const map = PtrackMap.create(1, 0x1000);
+  catalog.initMap(1, map.entries, 0x1000, 'first start');
+  for (let b = 0; b < 3000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
+  checkpointMap(dir, catalog, map, 0x9000);
+  return { dir, catalog, map };
+}
+
+describe('map checkpoints tied to the catalog', () => {
+  it('loads the checkpoint back as it was, resuming from its LSN, with nothing to repair', () => {
+    const { dir, catalog, map } = checkpointed();
+    const warnings: string[] = [];
+    const { map: loaded, resumeLsn } = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
+    expect(resumeLsn).toBe(0x9000);
+    expect(Buffer.from(loaded.snapshot()).equals(Buffer.from(map.snapshot()))).toBe(true);
+    expect(warnings).toEqual([]);
+    expect(catalog.history().map((h) => h.kind)).toEqual(['init']);
+  });
+
+  it('repairs a damaged block, logs it in the catalog and keeps init_lsn', () => {
+    const { dir, catalog } = checkpointed();
+    const path = join(dir, MAP_FILE);
+    const bytes = readFileSync(path);
+    bytes[200_000] ^= 0xff;
+    writeFileSync(path, bytes);
+    const warnings: string[] = [];
+    const { map } = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
+    expect(warnings).toEqual([
+      'map file blocks 3 failed their CRC-32C: their entries set to the checkpoint LSN 0/9000',
+    ]);
+    expect(catalog.history().at(-1)).toMatchObject({ kind: 'repair', reason: warnings[0] });
+    expect(map.initLsn).toBe(0x1000);
+    expect(catalog.mapState()?.initLsn).toBe(0x1000);
+    for (let b = 0; b < 3000; b++) expect(map.isChanged(1663, 5, 16384, 0, b, 0x2000 + b)).toBe(true);
+  });
+
+  it('a missing map file is repaired whole and logged', () => {
+    const { dir, catalog } = checkpointed();
+    rmSync(join(dir, MAP_FILE));
+    const warnings: string[] = [];
+    const { map } = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
+    expect(warnings[0]).toMatch(/the map file is missing: every entry set to the checkpoint LSN 0\/9000/);
+    expect(map.entry(0)).toBe(0x9000);
+  });
+});
