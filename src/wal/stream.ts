@@ -60,9 +60,39 @@ type State =
       readonly kind: 'reassembling';
       readonly lsn: Lsn;
       readonly totLen: number;
+      /** Fragments that are views into the current input buffer. */
       parts: Uint8Array[];
       got: number;
+      /** Bytes copied out of earlier input buffers (see feed), in front of `parts`. */
+      owned: OwnedBytes | null;
     };
+
+/** A record's bytes copied out of input buffers that are gone, grown by doubling as more arrive. */
+class OwnedBytes {
+  bytes: Uint8Array;
+  length = 0;
+  readonly #limit: number;
+
+  constructor(limit: number) {
+    this.#limit = limit;
+    this.bytes = new Uint8Array(Math.min(limit, 64 * 1024));
+  }
+
+  /** Appends the fragments; the buffer never grows past the record's length or twice what it holds. */
+  append(parts: readonly Uint8Array[]): void {
+    let need = this.length;
+    for (const p of parts) need += p.length;
+    if (need > this.bytes.length) {
+      const grown = new Uint8Array(Math.min(this.#limit, Math.max(need, this.bytes.length * 2)));
+      grown.set(this.bytes.subarray(0, this.length));
+      this.bytes = grown;
+    }
+    for (const p of parts) {
+      this.bytes.set(p, this.length);
+      this.length += p.length;
+    }
+  }
+}
 
 const EMPTY = new Uint8Array(0);
 const RECORD: State = { kind: 'record' };
@@ -174,8 +204,10 @@ export class WalStreamDecoder {
     this.#fedEnd = end;
     const state = this.#state;
     if (state.kind === 'reassembling' && state.parts.length > 0) {
-      const [slab, at] = reassemble(state.parts, state.got);
-      state.parts = [slab.subarray(at, at + state.got)];
+      // The caller may reuse the previous buffer: keep a copy of what the record has in it.
+      state.owned ??= new OwnedBytes(state.totLen);
+      state.owned.append(state.parts);
+      state.parts = [];
     }
     const pos = this.#pos;
     const bufEnd = this.#bufLsn + this.#buf.length;
@@ -216,6 +248,10 @@ export class WalStreamDecoder {
         state.got += n;
         this.#pos = pos + n;
         if (state.got === state.totLen) {
+          if (state.owned !== null) {
+            state.owned.append(state.parts);
+            return this.#finish(state.owned.bytes, 0, state.lsn);
+          }
           const [first, ...rest] = state.parts;
           // Checked and parsed in its fragments when the first holds every header; copied otherwise.
           if (first.length >= MAX_HEADER_REGION) return this.#finish(first, 0, state.lsn, rest);
@@ -251,7 +287,7 @@ export class WalStreamDecoder {
         checkRecordHeader(first, 0, pos, this.#major!);
         this.#checkPrevLink(first, 0, pos);
       }
-      this.#state = { kind: 'reassembling', lsn: pos, totLen, parts: [first], got: onPage };
+      this.#state = { kind: 'reassembling', lsn: pos, totLen, parts: [first], got: onPage, owned: null };
       this.#pos = pageEnd;
     }
   }
