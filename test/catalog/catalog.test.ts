@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Catalog, CatalogError, type CatalogOp } from '../../src/catalog/index.ts';
+import { Catalog, CatalogError } from '../../src/catalog/index.ts';
 import {
   encodeMapFile,
   loadMapFile,
@@ -10,26 +10,11 @@ import {
   readFileIfExists,
   writeFileDurably,
 } from '../../src/map/index.ts';
-import type { FileEvent } from '../../src/wal/index.ts';
-import { scratchCatalog } from '../helpers/catalog.ts';
+import { happened, observed, scratchCatalog } from '../helpers/catalog.ts';
 
-const observe = (rel: number, fork: number, maxBlock: number, lsn: number): CatalogOp => ({
-  op: 'observe',
-  spc: 1663,
-  db: 5,
-  rel,
-  fork,
-  maxBlock,
-  firstLsn: lsn,
-  lastLsn: lsn,
-});
-type EventFields = FileEvent extends infer E
-  ? E extends FileEvent
-    ? Omit<E, 'lsn' | 'endLsn'>
-    : never
-  : never;
-const event = (e: EventFields, endLsn: number): CatalogOp =>
-  ({ op: 'event', event: { ...e, lsn: endLsn - 40, endLsn } }) as CatalogOp;
+const observe = (rel: number, fork: number, maxBlock: number, lsn: number) =>
+  observed(1663, 5, rel, fork, maxBlock, lsn);
+const event = happened;
 const forkOf = (c: Catalog, rel: number, fork = 0) =>
   c.relationForks().find((f) => f.rel === rel && f.fork === fork);
 

@@ -1,7 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Catalog } from '../../src/catalog/index.ts';
+import { Catalog, type CatalogOp } from '../../src/catalog/index.ts';
+import type { FileEvent } from '../../src/wal/index.ts';
 
 /** A fresh catalog for a PostgreSQL 15 cluster with 8 kB blocks, in a temp dir. */
 export function scratchCatalog(initLsn: number, entries = 4099): Catalog {
@@ -16,4 +17,27 @@ export function scratchCatalog(initLsn: number, entries = 4099): Catalog {
   });
   catalog.initMap(1, entries, initLsn, 'test');
   return catalog;
+}
+
+/** A catalog operation saying WAL named blocks up to `maxBlock` of a fork at `lsn`. */
+export function observed(
+  spc: number,
+  db: number,
+  rel: number,
+  fork: number,
+  maxBlock: number,
+  lsn: number,
+): CatalogOp {
+  return { op: 'observe', spc, db, rel, fork, maxBlock, firstLsn: lsn, lastLsn: lsn };
+}
+
+type EventFields = FileEvent extends infer E
+  ? E extends FileEvent
+    ? Omit<E, 'lsn' | 'endLsn'>
+    : never
+  : never;
+
+/** A catalog operation for a file event whose record ends at `endLsn`. */
+export function happened(e: EventFields, endLsn: number): CatalogOp {
+  return { op: 'event', event: { ...e, lsn: endLsn - 40, endLsn } } as CatalogOp;
 }

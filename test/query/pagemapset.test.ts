@@ -2,11 +2,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { CatalogOp } from '../../src/catalog/index.ts';
 import { PtrackMap } from '../../src/map/index.ts';
 import { QueryEngine, QueryError } from '../../src/query/index.ts';
-import { type FileEvent, LsnFormatError } from '../../src/wal/index.ts';
-import { scratchCatalog } from '../helpers/catalog.ts';
+import { LsnFormatError } from '../../src/wal/index.ts';
+import { happened, observed, scratchCatalog } from '../helpers/catalog.ts';
 
 const INIT = 0x1000000;
 const X = 0x2000000;
@@ -21,30 +20,8 @@ function file(path: string, blocks: number) {
   writeFileSync(join(pgdata, path), Buffer.alloc(blocks * 8192));
 }
 
-const observe = (
-  spc: number,
-  db: number,
-  rel: number,
-  fork: number,
-  maxBlock: number,
-  lsn: number,
-): CatalogOp => ({
-  op: 'observe',
-  spc,
-  db,
-  rel,
-  fork,
-  maxBlock,
-  firstLsn: lsn,
-  lastLsn: lsn,
-});
-type EventFields = FileEvent extends infer E
-  ? E extends FileEvent
-    ? Omit<E, 'lsn' | 'endLsn'>
-    : never
-  : never;
-const event = (e: EventFields, endLsn: number): CatalogOp =>
-  ({ op: 'event', event: { ...e, lsn: endLsn - 42, endLsn } }) as CatalogOp;
+const observe = observed;
+const event = happened;
 
 function setup() {
   // Large enough that a collision among these few marks across 131072 blocks is negligible (~1e-5).
@@ -100,30 +77,25 @@ const rowsOf = (engine: QueryEngine, since: number) =>
   Object.fromEntries([...engine.pagemapset(since)].map((r) => [r.path, describeRow(r)]));
 
 describe('ptrack_get_pagemapset on hand-built cases', () => {
+  // Rows both modes give: the catalog knows these files' lengths from WAL.
+  const common = {
+    'global/1262': '1: 1 of 1',
+    'base/5/16384': '1: 5 of 16384',
+    'base/5/16384.1': '1: 3 of 2',
+    'base/5/16384_fsm': '3: 0,1,2 of 1',
+    'base/5/16384_vm': '1: 0 of 1',
+    'base/5/16500': '6: 0,1,2,3,4,5 of 1',
+    'pg_tblspc/16439/PG_15_202209061/5/16440': '1: 3 of 1',
+  };
+
   it('PGDATA mode: segment files, forks, tablespace and shared paths; LSB-first segment-relative bits', () => {
-    expect(rowsOf(engines.pgdata, X)).toEqual({
-      'global/1262': '1: 1 of 1',
-      'base/5/16384': '1: 5 of 16384',
-      'base/5/16384.1': '1: 3 of 2',
-      'base/5/16384_fsm': '3: 0,1,2 of 1',
-      'base/5/16384_vm': '1: 0 of 1',
-      'base/5/16500': '6: 0,1,2,3,4,5 of 1',
-      'base/5/16600': '2: 2,3 of 1',
-      'pg_tblspc/16439/PG_15_202209061/5/16440': '1: 3 of 1',
-    });
+    // base/5/16600 was truncated to 2 blocks after X: its file still holds 4, and blocks 2 and 3 count.
+    expect(rowsOf(engines.pgdata, X)).toEqual({ ...common, 'base/5/16600': '2: 2,3 of 1' });
   });
 
   it('catalog mode: the same rows, as long as WAL has shown each file to be', () => {
-    expect(rowsOf(engines.catalog, X)).toEqual({
-      'global/1262': '1: 1 of 1',
-      'base/5/16384': '1: 5 of 16384',
-      'base/5/16384.1': '1: 3 of 2',
-      'base/5/16384_fsm': '3: 0,1,2 of 1',
-      'base/5/16384_vm': '1: 0 of 1',
-      'base/5/16500': '6: 0,1,2,3,4,5 of 1',
-      // truncated to 2 blocks after X and not re-extended in WAL: nothing left at or past the limit
-      'pg_tblspc/16439/PG_15_202209061/5/16440': '1: 3 of 1',
-    });
+    // Truncated to 2 blocks and not re-extended in WAL: the catalog knows nothing at or past the limit.
+    expect(rowsOf(engines.catalog, X)).toEqual(common);
   });
 
   it('asking from init_lsn reports every block WAL named since', () => {
