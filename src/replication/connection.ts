@@ -1,0 +1,249 @@
+import pg from 'pg';
+import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import { PrimaryKeepalive, parseCopyData, standbyStatusUpdate, XLogData } from './messages.ts';
+
+export const SUPPORTED_MAJORS = [13, 14, 15, 16, 17, 18];
+
+/** What ptrackd needs to know about the server before it follows it. */
+export interface ServerInfo {
+  readonly systemId: string;
+  readonly timeline: number;
+  /** The server's flush position (a standby: its replay/receive position). */
+  readonly xlogPos: Lsn;
+  readonly versionNum: number;
+  readonly major: number;
+  readonly segmentSize: number;
+  readonly walBlockSize: number;
+  readonly blockSize: number;
+}
+
+export class ReplicationError extends Error {
+  override readonly name = 'ReplicationError';
+  /** The server's SQLSTATE, when the server raised it. */
+  readonly sqlState?: string;
+  constructor(message: string, sqlState?: string) {
+    super(message);
+    this.sqlState = sqlState;
+  }
+}
+
+export interface StreamHandlers {
+  /** WAL bytes in order; `bytes` is the caller's to keep. */
+  readonly onWal: (message: XLogData) => void;
+  /** The positions to report when the server asks for a reply (flush: the last durable checkpoint). */
+  readonly positions: () => Lsn;
+}
+
+/** How a stream ended: asked to stop, or the timeline ended (a promotion upstream) and where the next starts. */
+export type StreamEnd =
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'timeline-end'; readonly nextTimeline: number; readonly nextStart: Lsn };
+
+/**
+ * A physical replication connection (replication=true, simple-query protocol only) over node-postgres:
+ * IDENTIFY_SYSTEM, SHOW, slots, and START_REPLICATION in CopyBoth mode. Connection settings come from
+ * the caller's pg config and the usual PG* variables and .pgpass, which pg reads itself.
+ */
+export class ReplicationConnection {
+  readonly #client: pg.Client;
+
+  private constructor(client: pg.Client) {
+    this.#client = client;
+  }
+
+  static async connect(config: pg.ClientConfig): Promise<ReplicationConnection> {
+    const client = new pg.Client({ ...config, replication: 'true' } as pg.ClientConfig);
+    client.on('error', () => {}); // reported through the pending operation instead
+    try {
+      await client.connect();
+    } catch (e) {
+      throw serverError(e, 'could not connect for replication');
+    }
+    return new ReplicationConnection(client);
+  }
+
+  async close(): Promise<void> {
+    await this.#client.end();
+  }
+
+  /** IDENTIFY_SYSTEM plus the settings that shape WAL; refuses servers outside PostgreSQL 13–18. */
+  async serverInfo(): Promise<ServerInfo> {
+    const id = (await this.#query('IDENTIFY_SYSTEM')).rows[0];
+    const versionNum = Number(await this.show('server_version_num'));
+    const major = Math.floor(versionNum / 10000);
+    if (!SUPPORTED_MAJORS.includes(major)) {
+      throw new ReplicationError(
+        `the server is PostgreSQL ${major} (server_version_num ${versionNum}); ptrackd follows PostgreSQL 13 to 18`,
+      );
+    }
+    return {
+      systemId: String(id.systemid),
+      timeline: Number(id.timeline),
+      xlogPos: parseLsn(String(id.xlogpos)),
+      versionNum,
+      major,
+      segmentSize: parseSize(await this.show('wal_segment_size')),
+      walBlockSize: Number(await this.show('wal_block_size')),
+      blockSize: Number(await this.show('block_size')),
+    };
+  }
+
+  async show(setting: string): Promise<string> {
+    if (!/^[a-z_]+$/.test(setting)) throw new RangeError(`not a setting name: ${setting}`);
+    return String(Object.values((await this.#query(`SHOW ${setting}`)).rows[0])[0]);
+  }
+
+  /** Creates the physical slot reserving WAL from now; false when it already exists. */
+  async createPhysicalSlot(slot: string): Promise<boolean> {
+    try {
+      await this.#query(`CREATE_REPLICATION_SLOT ${quoteSlot(slot)} PHYSICAL RESERVE_WAL`);
+      return true;
+    } catch (e) {
+      if (e instanceof ReplicationError && e.sqlState === '42710') return false;
+      throw e;
+    }
+  }
+
+  async dropSlot(slot: string): Promise<void> {
+    await this.#query(`DROP_REPLICATION_SLOT ${quoteSlot(slot)}`);
+  }
+
+  /**
+   * Streams WAL from `start` on `timeline` through `slot` until stop() or the end of the timeline.
+   * Keepalives that ask for a reply are answered at once with handlers.positions().
+   */
+  startReplication(slot: string, start: Lsn, timeline: number, handlers: StreamHandlers): WalStream {
+    return new WalStream(
+      this.#client,
+      `START_REPLICATION SLOT ${quoteSlot(slot)} PHYSICAL ${formatLsn(start)} TIMELINE ${timeline}`,
+      handlers,
+    );
+  }
+
+  async #query(sql: string): Promise<pg.QueryResult> {
+    try {
+      return await this.#client.query(sql);
+    } catch (e) {
+      throw serverError(e, sql.split(' ')[0]);
+    }
+  }
+}
+
+/** One START_REPLICATION: CopyData in, status updates out, until either side ends the copy. */
+export class WalStream {
+  readonly #client: pg.Client;
+  readonly #done: Promise<StreamEnd>;
+  #copyDoneSent = false;
+
+  constructor(client: pg.Client, sql: string, handlers: StreamHandlers) {
+    this.#client = client;
+    const connection = (client as unknown as { connection: PgConnection }).connection;
+    let failure: unknown;
+    const onCopyData = (msg: { chunk: Buffer }) => {
+      try {
+        const m = parseCopyData(msg.chunk);
+        if (m instanceof XLogData) handlers.onWal(m);
+        else if (m instanceof PrimaryKeepalive && m.replyRequested) this.sendStatus(handlers.positions());
+      } catch (e) {
+        failure ??= e;
+        this.stop();
+      }
+    };
+    const onCopyDone = () => this.#endCopy(); // the server ended the timeline: answer CopyDone
+    connection.on('copyData', onCopyData);
+    connection.on('copyDone', onCopyDone);
+    this.#done = client.query(sql).then(
+      (result) => {
+        if (failure) throw failure;
+        const row = result.rows?.[0];
+        return row?.next_tli !== undefined
+          ? {
+              kind: 'timeline-end' as const,
+              nextTimeline: Number(row.next_tli),
+              nextStart: parseLsn(String(row.next_tli_startpos)),
+            }
+          : { kind: 'stopped' as const };
+      },
+      (e) => {
+        throw failure ?? serverError(e, 'START_REPLICATION');
+      },
+    );
+    this.#done
+      .finally(() => {
+        connection.removeListener('copyData', onCopyData);
+        connection.removeListener('copyDone', onCopyDone);
+      })
+      .catch(() => {});
+  }
+
+  /** Resolves when the stream has ended (rejects with the server's error or a protocol error). */
+  get done(): Promise<StreamEnd> {
+    return this.#done;
+  }
+
+  /** Reports `flush` as the write, flush and apply positions: a physical slot's restart_lsn follows it. */
+  sendStatus(flush: Lsn, replyRequested = false): void {
+    if (this.#copyDoneSent) return;
+    this.#connection().sendCopyFromChunk(
+      standbyStatusUpdate({ write: flush, flush, apply: flush, replyRequested }),
+    );
+  }
+
+  /** Stops reading from the socket (backpressure) until resume(). */
+  pause(): void {
+    this.#connection().stream.pause();
+  }
+
+  resume(): void {
+    this.#connection().stream.resume();
+  }
+
+  /** Ends the copy from our side; `done` resolves once the server has finished too. */
+  stop(): void {
+    this.#endCopy();
+  }
+
+  #endCopy(): void {
+    if (this.#copyDoneSent) return;
+    this.#copyDoneSent = true;
+    this.#connection().endCopyFrom();
+  }
+
+  #connection(): PgConnection {
+    return (this.#client as unknown as { connection: PgConnection }).connection;
+  }
+}
+
+/** The parts of node-postgres's Connection used here (not in its public typings). */
+interface PgConnection {
+  on(event: string, listener: (...args: never[]) => void): void;
+  removeListener(event: string, listener: (...args: never[]) => void): void;
+  sendCopyFromChunk(chunk: Buffer): void;
+  endCopyFrom(): void;
+  stream: { pause(): void; resume(): void };
+}
+
+function quoteSlot(slot: string): string {
+  if (!/^[a-z0-9_]{1,63}$/.test(slot)) {
+    throw new RangeError(
+      `slot name "${slot}" must be 1 to 63 lower-case letters, digits and underscores, as PostgreSQL requires`,
+    );
+  }
+  return slot;
+}
+
+/** `SHOW wal_segment_size` answers like `16MB` or `1GB` (pg_receivewal parses it the same way). */
+export function parseSize(text: string): number {
+  const m = /^(\d+)\s*(kB|MB|GB)$/.exec(text.trim());
+  if (!m) throw new ReplicationError(`unexpected wal_segment_size "${text}"`);
+  return Number(m[1]) * { kB: 1024, MB: 1 << 20, GB: 1 << 30 }[m[2] as 'kB' | 'MB' | 'GB'];
+}
+
+/** The server's error with its SQLSTATE, and nothing from the connection settings in the message. */
+function serverError(e: unknown, what: string): ReplicationError {
+  const err = e as { message?: string; code?: string };
+  return new ReplicationError(
+    `${what}: ${err?.message ?? String(e)}`,
+    typeof err?.code === 'string' ? err.code : undefined,
+  );
+}

@@ -1,0 +1,17 @@
+export {
+  parseSize,
+  ReplicationConnection,
+  ReplicationError,
+  type ServerInfo,
+  type StreamEnd,
+  type StreamHandlers,
+  SUPPORTED_MAJORS,
+  WalStream,
+} from './connection.ts';
+export {
+  PrimaryKeepalive,
+  parseCopyData,
+  ReplicationProtocolError,
+  standbyStatusUpdate,
+  XLogData,
+} from './messages.ts';
