@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { LsnFormatError } from '../wal/index.ts';
+import { daemonCommand } from './commands/daemon.ts';
 import { normalizeWaldumpArgs, waldumpCommand } from './commands/waldump.ts';
 import { ExitError, UsageError } from './errors.ts';
 
@@ -13,21 +14,27 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+const COMMANDS = ['waldump'];
+
 async function parse(argv: string[]): Promise<number> {
-  const cli = waldumpCommand(
-    yargs(argv)
-      .scriptName('ptrackd')
-      .usage('$0 <command> [options]')
-      .strict()
-      .demandCommand(1, 'name a command (see --help)')
-      .help()
-      .version(false)
-      .wrap(Math.min(110, process.stdout.columns ?? 110))
-      .fail((msg, err) => {
-        throw err ?? new UsageError(msg);
-      }),
-  );
-  await cli.parseAsync();
+  const first = argv[0];
+  if (first !== undefined && !first.startsWith('-') && !COMMANDS.includes(first)) {
+    throw new UsageError(
+      `unknown command "${first}" (commands: ${COMMANDS.join(', ')}; without one, ptrackd --slot NAME follows a server)`,
+    );
+  }
+  const base = yargs(argv)
+    .scriptName('ptrackd')
+    .usage('$0 --slot <slot> [options]  follow a server\n$0 <command> [options]')
+    .env('PTRACKD')
+    .strict()
+    .help()
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .fail((msg, err) => {
+      throw err ?? new UsageError(msg);
+    });
+  await daemonCommand(waldumpCommand(base)).parseAsync();
   return 0;
 }
 

@@ -169,6 +169,14 @@ export class WalStreamDecoder {
   get position(): Lsn {
     return this.#pos;
   }
+  /**
+   * Where a new decoder must start to return every record this one has not returned yet: the start of
+   * a record still being assembled, else the current position. Everything before it (records returned,
+   * alignment padding, page headers) is done with; a checkpoint may be taken there.
+   */
+  get resumeLsn(): Lsn {
+    return this.#state.kind === 'reassembling' ? this.#state.lsn : this.#pos;
+  }
   get major(): number | undefined {
     return this.#major;
   }

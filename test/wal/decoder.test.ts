@@ -58,6 +58,23 @@ describe('page framing', () => {
     }
   });
 
+  it('resumeLsn stays at a half-received record, and a new decoder started there decodes it', () => {
+    const wal = buildWal([noop(100), noop(20_000), noop(30)], { major: 16, start: SEG });
+    const d = new WalStreamDecoder({ startLsn: SEG, segmentSize: SEG });
+    d.feed(wal.bytes.subarray(0, 12_000), SEG);
+    expect(d.next()?.lsn).toBe(wal.lsns[0]);
+    expect(d.next()).toBeNull();
+    expect(d.position).toBeGreaterThan(wal.lsns[1]);
+    expect(d.resumeLsn).toBe(wal.lsns[1]);
+    const again = new WalStreamDecoder({ startLsn: d.resumeLsn, segmentSize: SEG, major: 16 });
+    again.feed(
+      wal.bytes.subarray(d.resumeLsn - SEG - (d.resumeLsn % 8192)),
+      d.resumeLsn - (d.resumeLsn % 8192),
+    );
+    expect([again.next()?.lsn, again.next()?.lsn]).toEqual([wal.lsns[1], wal.lsns[2]]);
+    expect(again.resumeLsn).toBe(Math.ceil(wal.end / 8) * 8);
+  });
+
   it('starting at a page boundary skips the tail of a record begun earlier, even over whole pages', () => {
     const wal = buildWal([noop(100), noop(30_000), noop(50)], { major: 15, start: SEG });
     // Pages 1 and 2 of the long record are all continuation; page 3 holds its end and the next record.

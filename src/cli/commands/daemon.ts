@@ -1,0 +1,116 @@
+import { resolve } from 'node:path';
+import type pg from 'pg';
+import pino from 'pino';
+import type { Argv } from 'yargs';
+import { serverWalPosition, Tracker } from '../../tracker/index.ts';
+import { UsageError } from '../errors.ts';
+import { serve } from '../server.ts';
+
+/** `ptrackd --slot ptrack …`: follow the server, keep the map, answer queries until SIGTERM/SIGINT. */
+export function daemonCommand(y: Argv): Argv {
+  return y.command(
+    '$0',
+    'Follow a PostgreSQL server over a physical replication slot and keep its changed-block map',
+    (c) =>
+      c
+        .option('slot', {
+          type: 'string',
+          demandOption: true,
+          describe: 'physical replication slot to follow (created if missing)',
+        })
+        .option('data-dir', {
+          type: 'string',
+          default: 'ptrackd-data',
+          describe: 'where the map and the catalog live',
+        })
+        .option('dbname', {
+          alias: 'd',
+          type: 'string',
+          describe: 'connection string or URI (else PG* variables and .pgpass)',
+        })
+        .option('host', { alias: 'h', type: 'string' })
+        .option('port', { alias: 'p', type: 'number' })
+        .option('username', { alias: 'U', type: 'string' })
+        .option('pgdata', {
+          type: 'string',
+          describe: "the server's data directory, read-only (else the catalog lists files)",
+        })
+        .option('listen', {
+          type: 'string',
+          default: '127.0.0.1:7432',
+          describe: 'address of the HTTP endpoint',
+        })
+        .option('map-size', {
+          type: 'number',
+          default: 64,
+          describe: 'map size in MB (ptrack.map_size), when tracking starts',
+        })
+        .option('checkpoint-interval', {
+          type: 'number',
+          default: 30,
+          describe: 'seconds between map checkpoints',
+        })
+        .option('checkpoint-wal', {
+          type: 'number',
+          default: 256 * 1024 * 1024,
+          describe: 'bytes of WAL between map checkpoints',
+        })
+        .option('ready-max-lag', {
+          type: 'number',
+          default: 16 * 1024 * 1024,
+          describe: '/readyz fails beyond this lag in bytes',
+        })
+        .option('create-slot', {
+          type: 'boolean',
+          default: true,
+          describe: 'create the slot when missing (--no-create-slot refuses)',
+        }),
+    async (a) => {
+      const [host, portText] = splitListen(a.listen);
+      const log = pino({ name: 'ptrackd' });
+      const connection: pg.ClientConfig = {
+        ...(a.dbname ? { connectionString: a.dbname } : {}),
+        ...(a.host ? { host: a.host } : {}),
+        ...(a.port ? { port: a.port } : {}),
+        ...(a.username ? { user: a.username } : {}),
+      };
+      const tracker = new Tracker({
+        dataDir: resolve(a['data-dir']),
+        slot: a.slot,
+        connection,
+        mapSizeMb: a['map-size'],
+        checkpointIntervalMs: a['checkpoint-interval'] * 1000,
+        checkpointWalBytes: a['checkpoint-wal'],
+        createSlot: a['create-slot'],
+        log: (level, message, fields) => log[level](fields ?? {}, message),
+      });
+      await tracker.start();
+      const server = await serve(tracker, {
+        host,
+        port: portText,
+        pgdata: a.pgdata ? resolve(a.pgdata) : undefined,
+        readyMaxLagBytes: a['ready-max-lag'],
+        serverPosition: () => serverWalPosition(connection),
+      });
+      log.info(`listening on ${a.listen}`);
+      await new Promise<void>((done) => {
+        const shutdown = (signal: string) => {
+          log.info(`${signal}: final checkpoint`);
+          server.close();
+          tracker.stop().then(done, (e) => {
+            log.error(`shutdown failed: ${(e as Error).message}`);
+            done();
+          });
+        };
+        process.once('SIGTERM', () => shutdown('SIGTERM'));
+        process.once('SIGINT', () => shutdown('SIGINT'));
+      });
+    },
+  );
+}
+
+function splitListen(listen: string): [string, number] {
+  const m = /^(.*):(\d+)$/.exec(listen);
+  if (!m) throw new UsageError(`--listen takes host:port, not "${listen}"`);
+  return [m[1] || '127.0.0.1', Number(m[2])];
+}

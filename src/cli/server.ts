@@ -1,0 +1,137 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import client from 'prom-client';
+import { QueryEngine } from '../query/index.ts';
+import type { Tracker } from '../tracker/index.ts';
+import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+
+export interface ServeOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly pgdata?: string;
+  readonly readyMaxLagBytes: number;
+  /** The server's current WAL position, for queries that do not name the LSN to wait for. */
+  readonly serverPosition: () => Promise<Lsn>;
+}
+
+/**
+ * The daemon's HTTP endpoint: /healthz (alive), /readyz (streaming and caught up), /metrics
+ * (Prometheus), and POST /query {sql, waitLsn?, timeoutMs?}, which waits until the map has applied WAL
+ * up to waitLsn (default: the server's position when asked) and answers {columns, rows, appliedLsn}.
+ */
+export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
+  const registry = metrics(tracker);
+  const server = createServer((req, res) => {
+    handle(req, res).catch((e) => reply(res, 500, { error: (e as Error).message }));
+  });
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const s = tracker.status();
+    if (req.url === '/healthz') return reply(res, 200, { status: 'alive' });
+    if (req.url === '/readyz') {
+      const lag = s.serverLsn - s.appliedLsn;
+      const ready = s.streaming && lag <= o.readyMaxLagBytes;
+      return reply(res, ready ? 200 : 503, { ready, streaming: s.streaming, lagBytes: lag });
+    }
+    if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType });
+      return res.end(await registry.metrics());
+    }
+    if (req.url === '/query' && req.method === 'POST') return query(await body(req), res);
+    return reply(res, 404, { error: `no such endpoint: ${req.method} ${req.url}` });
+  }
+  async function query(
+    input: { sql?: unknown; waitLsn?: unknown; timeoutMs?: unknown },
+    res: ServerResponse,
+  ) {
+    if (typeof input.sql !== 'string') return reply(res, 400, { error: 'the request needs "sql", a string' });
+    const target = typeof input.waitLsn === 'string' ? parseLsn(input.waitLsn) : await o.serverPosition();
+    const timeoutMs = typeof input.timeoutMs === 'number' ? input.timeoutMs : 60_000;
+    const deadline = Date.now() + timeoutMs;
+    while (tracker.status().appliedLsn < target) {
+      if (Date.now() > deadline) {
+        const applied = tracker.status().appliedLsn;
+        return reply(res, 504, {
+          error: `timed out after ${timeoutMs} ms waiting for ${formatLsn(target)}: applied up to ${formatLsn(applied)}, ${target - applied} bytes behind`,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const engine = new QueryEngine({
+      map: tracker.map,
+      catalog: tracker.catalog,
+      pgdata: o.pgdata,
+      appliedLsn: () => tracker.status().appliedLsn,
+    });
+    try {
+      const result = engine.query(input.sql);
+      const rows = result.rows.map((row) => row.map(jsonValue));
+      return reply(res, 200, {
+        columns: result.columns,
+        rows,
+        appliedLsn: formatLsn(tracker.status().appliedLsn),
+      });
+    } catch (e) {
+      return reply(res, 400, { error: (e as Error).message });
+    } finally {
+      engine.close();
+    }
+  }
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve(server));
+  });
+}
+
+function jsonValue(v: unknown): unknown {
+  if (v instanceof Uint8Array) return `\\x${Buffer.from(v).toString('hex')}`;
+  if (typeof v === 'bigint') return Number(v);
+  return v;
+}
+
+function reply(res: ServerResponse, status: number, payload: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(`${JSON.stringify(payload)}\n`);
+}
+
+async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+  } catch {
+    return {};
+  }
+}
+
+function metrics(tracker: Tracker): client.Registry {
+  const registry = new client.Registry();
+  const gauge = (name: string, help: string, value: () => number) =>
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(value());
+      },
+    });
+  gauge(
+    'ptrackd_applied_lsn_bytes',
+    'End of the last WAL record applied to the map',
+    () => tracker.status().appliedLsn,
+  );
+  gauge(
+    'ptrackd_checkpoint_lsn_bytes',
+    'LSN of the last durable map checkpoint (the slot flush position)',
+    () => tracker.status().checkpointLsn,
+  );
+  gauge(
+    'ptrackd_server_lsn_bytes',
+    "The server's WAL position as last seen",
+    () => tracker.status().serverLsn,
+  );
+  gauge('ptrackd_lag_bytes', 'WAL the map has not applied yet', () =>
+    Math.max(0, tracker.status().serverLsn - tracker.status().appliedLsn),
+  );
+  gauge('ptrackd_init_lsn_bytes', 'The LSN from which the map is complete', () => tracker.status().initLsn);
+  gauge('ptrackd_reconnects', 'Replication reconnects since start', () => tracker.status().reconnects);
+  return registry;
+}

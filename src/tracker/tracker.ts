@@ -1,0 +1,266 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { Catalog } from '../catalog/index.ts';
+import { entriesForMapSize, PtrackMap } from '../map/index.ts';
+import { ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
+import { formatLsn, type Lsn, parseLsn, WalStreamDecoder } from '../wal/index.ts';
+import { WalApplier } from './apply.ts';
+import { checkpointMap, loadCheckpointedMap } from './map-store.ts';
+
+export interface TrackerOptions {
+  readonly dataDir: string;
+  readonly slot: string;
+  readonly connection: pg.ClientConfig;
+  /** ptrack.map_size in MB; only used when tracking starts. */
+  readonly mapSizeMb: number;
+  readonly checkpointIntervalMs: number;
+  readonly checkpointWalBytes: number;
+  readonly createSlot: boolean;
+  readonly log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface TrackerStatus {
+  readonly server: ServerInfo | null;
+  readonly streaming: boolean;
+  readonly initLsn: Lsn;
+  readonly appliedLsn: Lsn;
+  readonly checkpointLsn: Lsn;
+  readonly serverLsn: Lsn;
+  readonly reconnects: number;
+}
+
+/**
+ * Follows one server through a physical slot and keeps the map and catalog: WAL is decoded and applied
+ * as it arrives; every checkpointIntervalMs or checkpointWalBytes the map is written durably and only
+ * then is its LSN reported to the server as the flush position, so the slot never releases WAL the map
+ * does not hold (design.md §1, promise 2). On a lost connection it reconnects with backoff and resumes
+ * at the last applied record.
+ */
+export class Tracker {
+  readonly #o: TrackerOptions;
+  readonly catalog: Catalog;
+  #map: PtrackMap | undefined;
+  #server: ServerInfo | null = null;
+  #connection: ReplicationConnection | undefined;
+  #stream: WalStream | undefined;
+  #applier: WalApplier | undefined;
+  /**
+   * How far WAL is applied: the decoder's resumeLsn, just past its last complete record and any
+   * alignment padding. It is where decoding resumes and what the server's own positions (the next
+   * record's start) are compared with.
+   */
+  #appliedLsn: Lsn = 0;
+  #checkpointLsn: Lsn = 0;
+  #serverLsn: Lsn = 0;
+  #lastCheckpointAt = Date.now();
+  #reconnects = 0;
+  #stopping = false;
+  #running: Promise<void> | undefined;
+
+  constructor(options: TrackerOptions) {
+    this.#o = options;
+    mkdirSync(options.dataDir, { recursive: true });
+    this.catalog = Catalog.open(join(options.dataDir, 'catalog.db'));
+  }
+
+  get map(): PtrackMap {
+    if (!this.#map) throw new Error('the tracker has not started');
+    return this.#map;
+  }
+
+  status(): TrackerStatus {
+    return {
+      server: this.#server,
+      streaming: this.#stream !== undefined,
+      initLsn: this.catalog.mapState()?.initLsn ?? 0,
+      appliedLsn: this.#appliedLsn,
+      checkpointLsn: this.#checkpointLsn,
+      serverLsn: this.#serverLsn,
+      reconnects: this.#reconnects,
+    };
+  }
+
+  /** Connects, prepares the map and starts following; resolves once streaming has begun. */
+  async start(): Promise<void> {
+    const resume = await this.#connect();
+    this.#running = this.#follow(resume);
+  }
+
+  /** Writes a final checkpoint, reports it to the server while the stream is still open, then stops (SIGTERM). */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#applier) this.#checkpoint('shutdown');
+    this.#stream?.stop();
+    await this.#running?.catch(() => {});
+    await this.#connection?.close().catch(() => {});
+    this.catalog.close();
+  }
+
+  async #connect(): Promise<Lsn> {
+    const connection = await ReplicationConnection.connect(this.#o.connection);
+    this.#connection = connection;
+    const server = await connection.serverInfo();
+    this.#server = server;
+    this.#serverLsn = server.xlogPos;
+    const known = this.catalog.identity();
+    if (known && known.systemIdentifier !== server.systemId) {
+      throw new Error(
+        `the data directory tracks system ${known.systemIdentifier}, but the server is system ${server.systemId}; use another --data-dir`,
+      );
+    }
+    this.catalog.setIdentity({
+      systemIdentifier: server.systemId,
+      timeline: server.timeline,
+      serverVersionNum: server.versionNum,
+      catalogVersion: known?.catalogVersion ?? (await catalogVersion(this.#o.connection)),
+      blockSize: server.blockSize,
+      segmentSize: server.segmentSize,
+    });
+    if (this.#map) return this.#appliedLsn;
+    const created = this.#o.createSlot && (await connection.createPhysicalSlot(this.#o.slot));
+    const state = this.catalog.mapState();
+    if (state && !created) {
+      const loaded = loadCheckpointedMap(this.#o.dataDir, this.catalog, (m) => this.#o.log('warn', m));
+      this.#map = loaded.map;
+      this.#checkpointLsn = loaded.resumeLsn;
+      this.#appliedLsn = loaded.resumeLsn;
+      this.#applier = new WalApplier(loaded.map, server.blockSize, loaded.resumeLsn);
+      this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
+      return loaded.resumeLsn;
+    }
+    const initLsn = await slotRestartLsn(this.#o.connection, this.#o.slot);
+    const map = PtrackMap.create(this.#o.mapSizeMb, initLsn);
+    const why = created ? `slot ${this.#o.slot} created` : `tracking started with slot ${this.#o.slot}`;
+    this.catalog.initMap(this.#o.mapSizeMb, entriesForMapSize(this.#o.mapSizeMb), initLsn, why);
+    this.#map = map;
+    this.#appliedLsn = initLsn;
+    this.#applier = new WalApplier(map, server.blockSize, initLsn);
+    this.#checkpoint('initial');
+    this.#o.log('info', `tracking from ${formatLsn(initLsn)} (${why})`);
+    return initLsn;
+  }
+
+  async #follow(from: Lsn): Promise<void> {
+    let start = from;
+    for (let attempt = 0; !this.#stopping; attempt++) {
+      try {
+        if (attempt > 0) start = await this.#connect();
+        await this.#stream1(start);
+        attempt = 0;
+      } catch (e) {
+        if (this.#stopping) return;
+        this.#reconnects++;
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random() / 2);
+        this.#o.log(
+          'warn',
+          `replication interrupted: ${(e as Error).message}; reconnecting in ${Math.round(delay)} ms`,
+        );
+        await this.#connection?.close().catch(() => {});
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** One START_REPLICATION from `startLsn` (where the last complete record applied ends) until it ends. */
+  async #stream1(startLsn: Lsn): Promise<void> {
+    const server = this.#server!;
+    const decoder = new WalStreamDecoder({
+      startLsn,
+      segmentSize: server.segmentSize,
+      major: server.major,
+      blockSize: server.blockSize,
+    });
+    const applier = this.#applier!;
+    const stream = this.#connection!.startReplication(this.#o.slot, startLsn, server.timeline, {
+      positions: () => this.#checkpointLsn,
+      onWal: (m) => {
+        this.#serverLsn = Math.max(this.#serverLsn, m.walEnd);
+        decoder.feed(m.bytes, m.walStart);
+        for (let r = decoder.next(); r !== null; r = decoder.next()) applier.apply(r);
+        this.catalog.applyOps(applier.takeOps());
+        this.#appliedLsn = decoder.resumeLsn;
+        if (this.#checkpointDue()) this.#checkpoint('periodic');
+      },
+    });
+    this.#stream = stream;
+    const timer = setInterval(
+      () => {
+        if (this.#checkpointDue()) this.#checkpoint('periodic');
+      },
+      Math.min(1000, this.#o.checkpointIntervalMs),
+    );
+    try {
+      await stream.done;
+    } finally {
+      clearInterval(timer);
+      this.#stream = undefined;
+    }
+  }
+
+  #checkpointDue(): boolean {
+    const applied = this.#appliedLsn;
+    if (applied <= this.#checkpointLsn) return false;
+    return (
+      Date.now() - this.#lastCheckpointAt >= this.#o.checkpointIntervalMs ||
+      applied - this.#checkpointLsn >= this.#o.checkpointWalBytes
+    );
+  }
+
+  /** Durable map file + catalog record, and only then the slot's flush position. */
+  #checkpoint(why: string): void {
+    const lsn = this.#appliedLsn;
+    this.catalog.applyOps(this.#applier!.takeOps());
+    try {
+      checkpointMap(this.#o.dataDir, this.catalog, this.map, lsn);
+    } catch (e) {
+      this.#o.log('error', `checkpoint at ${formatLsn(lsn)} failed, will retry: ${(e as Error).message}`);
+      return;
+    }
+    this.#checkpointLsn = lsn;
+    this.#lastCheckpointAt = Date.now();
+    this.#stream?.sendStatus(lsn);
+    this.#o.log('info', `checkpoint at ${formatLsn(lsn)} (${why})`);
+  }
+}
+
+/** A regular (non-replication) connection for what the replication protocol cannot ask before 15. */
+async function withSql<T>(config: pg.ClientConfig, f: (c: pg.Client) => Promise<T>): Promise<T> {
+  const { default: pgModule } = await import('pg');
+  const client = new pgModule.Client({ database: 'postgres', ...config });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    return await f(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** The server's current WAL position: what a query waits for by default. */
+export async function serverWalPosition(config: pg.ClientConfig): Promise<Lsn> {
+  return withSql(config, async (c) => {
+    const sql =
+      'SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS lsn';
+    return parseLsn(String((await c.query(sql)).rows[0].lsn));
+  });
+}
+
+async function catalogVersion(config: pg.ClientConfig): Promise<number> {
+  return withSql(config, async (c) =>
+    Number((await c.query('SELECT catalog_version_no FROM pg_control_system()')).rows[0].catalog_version_no),
+  );
+}
+
+async function slotRestartLsn(config: pg.ClientConfig, slot: string): Promise<Lsn> {
+  return withSql(config, async (c) => {
+    const row = (
+      await c.query('SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slot])
+    ).rows[0];
+    if (!row?.lsn)
+      throw new Error(
+        `slot ${slot} does not exist or reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
+      );
+    return parseLsn(String(row.lsn));
+  });
+}

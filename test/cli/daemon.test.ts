@@ -1,0 +1,152 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Catalog } from '../../src/catalog/index.ts';
+import { tablespaceVersionDir } from '../../src/query/index.ts';
+import { formatLsn, type Lsn, parseLsn } from '../../src/wal/index.ts';
+import { REPO_ROOT } from '../helpers/fixtures.ts';
+import { pagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
+import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
+import { runWorkloadMix } from '../helpers/workload.ts';
+
+/** `ptrackd --slot ptrack` as a user runs it, against a live PostgreSQL 15. */
+describe('ptrackd --slot: the daemon follows the server and never loses a change', () => {
+  let cluster: PgCluster;
+  let dataDir: string;
+  let listen: number;
+  let daemon: ChildProcess | undefined;
+  let logs = '';
+
+  const startDaemon = async () => {
+    const args = [
+      '--slot',
+      'ptrack',
+      '--data-dir',
+      dataDir,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(cluster.port),
+      '--username',
+      'postgres',
+    ];
+    args.push(
+      '--pgdata',
+      cluster.dataDir,
+      '--listen',
+      `127.0.0.1:${listen}`,
+      '--checkpoint-interval',
+      '1',
+      '--map-size',
+      '8',
+    );
+    daemon = spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    daemon.stdout!.on('data', (b) => (logs += b));
+    daemon.stderr!.on('data', (b) => (logs += b));
+    await until(
+      async () => (await http('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200,
+      30_000,
+      () => logs,
+    );
+  };
+  const http = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`http://127.0.0.1:${listen}${path}`, {
+      method,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, text: await res.text() };
+  };
+  const pagemapset = async (since: Lsn, waitLsn: string) => {
+    const res = await http('POST', '/query', {
+      sql: `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
+      waitLsn,
+    });
+    expect(res.status, res.text).toBe(200);
+    const rows = JSON.parse(res.text).rows as [string, string][];
+    return reportedBlocks(rows.map(([path, hex]) => ({ path, pagemap: Buffer.from(hex.slice(2), 'hex') })));
+  };
+  const oracle = async (since: Lsn) => {
+    const version = await cluster.sql(
+      `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
+    );
+    const [num, cat] = version.split('|').map(Number);
+    return pagesChangedSince(cluster.dataDir, tablespaceVersionDir(num, cat), since);
+  };
+  const checkpointLsn = () => {
+    const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
+    try {
+      return c.mapState()?.checkpointLsn ?? 0;
+    } finally {
+      c.close();
+    }
+  };
+  const slotLsn = async () =>
+    parseLsn(await cluster.sql(`SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'`));
+
+  beforeAll(async () => {
+    cluster = await PgCluster.start({ settings: { wal_keep_size: "'2GB'", autovacuum: 'off' } });
+    dataDir = mkdtempSync(join(tmpdir(), 'ptrackd-daemon-'));
+    listen = await freePort();
+    await startDaemon();
+  }, 60_000);
+
+  afterAll(async () => {
+    daemon?.kill('SIGKILL');
+    await cluster?.destroy();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('answers pagemapset(X) for a workload mix with every page whose LSN is >= X', async () => {
+    const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
+    await runWorkloadMix(cluster);
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const [expected, reported] = [await oracle(since), await pagemapset(since, end)];
+    expect(expected.size).toBeGreaterThan(1000);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+    const metrics = await http('GET', '/metrics');
+    expect(metrics.text).toMatch(/^ptrackd_applied_lsn_bytes \d+$/m);
+    expect((await http('GET', '/healthz')).status).toBe(200);
+  }, 120_000);
+
+  it('survives kill -9 under pgbench: the slot never passes the durable checkpoint, and nothing is lost', async () => {
+    const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
+    const load = cluster.client('pgbench', ['-n', '-c', '2', '-T', '8']);
+    for (let kill = 0; kill < 3; kill++) {
+      await new Promise((r) => setTimeout(r, 700 + Math.random() * 1200));
+      daemon!.kill('SIGKILL');
+      await new Promise((r) => daemon!.once('exit', r));
+      expect(await slotLsn()).toBeLessThanOrEqual(checkpointLsn());
+      await startDaemon();
+    }
+    await load;
+    await cluster.sql('CHECKPOINT');
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const [expected, reported] = [await oracle(since), await pagemapset(since, end)];
+    expect(expected.size).toBeGreaterThan(100);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+  }, 120_000);
+
+  it('on SIGTERM writes a final checkpoint and exits 0', async () => {
+    await cluster.sql(
+      'CREATE TABLE after_term (i int); INSERT INTO after_term SELECT generate_series(1, 100)',
+    );
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    await pagemapset(parseLsn(end), end); // caught up
+    daemon!.kill('SIGTERM');
+    const code = await new Promise((r) => daemon!.once('exit', r));
+    expect(code).toBe(0);
+    expect(checkpointLsn()).toBeGreaterThanOrEqual(parseLsn(end));
+    expect(await slotLsn()).toBe(checkpointLsn());
+    daemon = undefined;
+  }, 60_000);
+});
+
+async function until(check: () => Promise<boolean>, timeoutMs: number, context: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not ready in time; daemon output:\n${context()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
