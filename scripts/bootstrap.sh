@@ -2,7 +2,6 @@
 # The machines ship Node 20 (end-of-life); when the system node is older than 22 this installs
 # Node 24 from the npm registry (package node@24) into .tools/node, which git ignores.
 PTRACKD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export PTRACKD_ROOT
 
 ptrackd_node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,66 +5,31 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
 import { tablespaceVersionDir } from '../../src/query/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../../src/wal/index.ts';
-import { REPO_ROOT } from '../helpers/fixtures.ts';
+import { DaemonProcess } from '../helpers/daemon.ts';
 import { pagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
-import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
+import { PgCluster } from '../helpers/pg-cluster.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
 
 /** `ptrackd --slot ptrack` as a user runs it, against a live PostgreSQL 15. */
 describe('ptrackd --slot: the daemon follows the server and never loses a change', () => {
   let cluster: PgCluster;
   let dataDir: string;
-  let listen: number;
-  let daemon: ChildProcess | undefined;
-  let logs = '';
+  let daemon: DaemonProcess | undefined;
 
   const startDaemon = async () => {
-    const args = [
-      '--slot',
-      'ptrack',
-      '--data-dir',
-      dataDir,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(cluster.port),
-      '--username',
-      'postgres',
-    ];
-    args.push(
-      '--pgdata',
-      cluster.dataDir,
-      '--listen',
-      `127.0.0.1:${listen}`,
-      '--checkpoint-interval',
-      '1',
-      '--map-size',
-      '8',
-    );
-    daemon = spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    daemon.stdout!.on('data', (b) => (logs += b));
-    daemon.stderr!.on('data', (b) => (logs += b));
-    await until(
-      async () => (await http('GET', '/readyz').catch(() => ({ status: 0 }))).status === 200,
-      30_000,
-      () => logs,
-    );
-  };
-  const http = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`http://127.0.0.1:${listen}${path}`, {
-      method,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, text: await res.text() };
+    daemon = await DaemonProcess.start(cluster, dataDir);
   };
   const pagemapset = async (since: Lsn, waitLsn: string) => {
-    const res = await http('POST', '/query', {
-      sql: `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
+    const { rows } = await daemon!.query(
+      `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
       waitLsn,
-    });
-    expect(res.status, res.text).toBe(200);
-    const rows = JSON.parse(res.text).rows as [string, string][];
-    return reportedBlocks(rows.map(([path, hex]) => ({ path, pagemap: Buffer.from(hex.slice(2), 'hex') })));
+    );
+    return reportedBlocks(
+      (rows as [string, string][]).map(([path, hex]) => ({
+        path,
+        pagemap: Buffer.from(hex.slice(2), 'hex'),
+      })),
+    );
   };
   const oracle = async (since: Lsn) => {
     const version = await cluster.sql(
@@ -88,12 +52,11 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
   beforeAll(async () => {
     cluster = await PgCluster.start({ settings: { wal_keep_size: "'2GB'", autovacuum: 'off' } });
     dataDir = mkdtempSync(join(tmpdir(), 'ptrackd-daemon-'));
-    listen = await freePort();
     await startDaemon();
   }, 60_000);
 
   afterAll(async () => {
-    daemon?.kill('SIGKILL');
+    await daemon?.stop('SIGKILL');
     await cluster?.destroy();
     rmSync(dataDir, { recursive: true, force: true });
   });
@@ -105,9 +68,9 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     const [expected, reported] = [await oracle(since), await pagemapset(since, end)];
     expect(expected.size).toBeGreaterThan(1000);
     expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
-    const metrics = await http('GET', '/metrics');
+    const metrics = await daemon!.http('GET', '/metrics');
     expect(metrics.text).toMatch(/^ptrackd_applied_lsn_bytes \d+$/m);
-    expect((await http('GET', '/healthz')).status).toBe(200);
+    expect((await daemon!.http('GET', '/healthz')).status).toBe(200);
   }, 120_000);
 
   it('survives kill -9 under pgbench: the slot never passes the durable checkpoint, and nothing is lost', async () => {
@@ -115,8 +78,7 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     const load = cluster.client('pgbench', ['-n', '-c', '2', '-T', '8']);
     for (let kill = 0; kill < 3; kill++) {
       await new Promise((r) => setTimeout(r, 700 + Math.random() * 1200));
-      daemon!.kill('SIGKILL');
-      await new Promise((r) => daemon!.once('exit', r));
+      await daemon!.stop('SIGKILL');
       expect(await slotLsn()).toBeLessThanOrEqual(checkpointLsn());
       await startDaemon();
     }
@@ -134,19 +96,9 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     );
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
     await pagemapset(parseLsn(end), end); // caught up
-    daemon!.kill('SIGTERM');
-    const code = await new Promise((r) => daemon!.once('exit', r));
-    expect(code).toBe(0);
+    expect(await daemon!.stop('SIGTERM')).toBe(0);
     expect(checkpointLsn()).toBeGreaterThanOrEqual(parseLsn(end));
     expect(await slotLsn()).toBe(checkpointLsn());
     daemon = undefined;
   }, 60_000);
 });
-
-async function until(check: () => Promise<boolean>, timeoutMs: number, context: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`not ready in time; daemon output:\n${context()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

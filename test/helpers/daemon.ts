@@ -1,0 +1,95 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO_ROOT } from './fixtures.ts';
+import { freePort, type PgCluster } from './pg-cluster.ts';
+
+export interface QueryAnswer {
+  readonly columns: string[];
+  readonly rows: unknown[][];
+  readonly appliedLsn: string;
+}
+
+/** `ptrackd --slot …` run as a user runs it (bin/ptrackd), following a PgCluster, with its HTTP endpoint. */
+export class DaemonProcess {
+  readonly listen: number;
+  readonly #child: ChildProcess;
+  #output = '';
+
+  private constructor(child: ChildProcess, listen: number) {
+    this.#child = child;
+    this.listen = listen;
+    child.stdout!.on('data', (b) => (this.#output += b));
+    child.stderr!.on('data', (b) => (this.#output += b));
+  }
+
+  /** Starts the daemon and waits until /readyz says it is streaming and caught up. */
+  static async start(
+    cluster: PgCluster,
+    dataDir: string,
+    extra: readonly string[] = [],
+    listen?: number,
+  ): Promise<DaemonProcess> {
+    const port = listen ?? (await freePort());
+    const args = [
+      '--slot',
+      'ptrack',
+      '--data-dir',
+      dataDir,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(cluster.port),
+      '--username',
+      'postgres',
+    ];
+    args.push(
+      '--pgdata',
+      cluster.dataDir,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--checkpoint-interval',
+      '1',
+      '--map-size',
+      '8',
+      ...extra,
+    );
+    const daemon = new DaemonProcess(
+      spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'pipe', 'pipe'] }),
+      port,
+    );
+    const deadline = Date.now() + 30_000;
+    while ((await daemon.http('GET', '/readyz').catch(() => ({ status: 0 }))).status !== 200) {
+      if (daemon.#child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`ptrackd did not become ready; its output:\n${daemon.#output}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return daemon;
+  }
+
+  get output(): string {
+    return this.#output;
+  }
+
+  async http(method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
+    const res = await fetch(`http://127.0.0.1:${this.listen}${path}`, {
+      method,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, text: await res.text() };
+  }
+
+  /** Runs SQL through POST /query; waits for `waitLsn`, else for the server's position when asked. */
+  async query(sql: string, waitLsn?: string): Promise<QueryAnswer> {
+    const res = await this.http('POST', '/query', { sql, ...(waitLsn ? { waitLsn } : {}) });
+    if (res.status !== 200) throw new Error(`query failed (${res.status}): ${res.text}`);
+    return JSON.parse(res.text);
+  }
+
+  /** Sends a signal and resolves with the exit code. */
+  async stop(signal: NodeJS.Signals): Promise<number | null> {
+    const exited = new Promise<number | null>((r) => this.#child.once('exit', (code) => r(code)));
+    this.#child.kill(signal);
+    return exited;
+  }
+}
