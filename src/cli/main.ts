@@ -2,6 +2,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { LsnFormatError } from '../wal/index.ts';
 import { daemonCommand } from './commands/daemon.ts';
+import { sqlCommand, statusCommand } from './commands/sql.ts';
 import { normalizeWaldumpArgs, waldumpCommand } from './commands/waldump.ts';
 import { ExitError, UsageError } from './errors.ts';
 
@@ -14,7 +15,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-const COMMANDS = ['waldump'];
+const COMMANDS = ['waldump', 'sql', 'status'];
 
 async function parse(argv: string[]): Promise<number> {
   const first = argv[0];
@@ -34,7 +35,7 @@ async function parse(argv: string[]): Promise<number> {
     .fail((msg, err) => {
       throw err ?? new UsageError(msg);
     });
-  await daemonCommand(waldumpCommand(base)).parseAsync();
+  await daemonCommand(statusCommand(sqlCommand(waldumpCommand(base)))).parseAsync();
   return 0;
 }
 

@@ -31,6 +31,24 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
       const ready = s.streaming && lag <= o.readyMaxLagBytes;
       return reply(res, ready ? 200 : 503, { ready, streaming: s.streaming, lagBytes: lag });
     }
+    if (req.url === '/status') {
+      const hex = (n: number) => formatLsn(n);
+      return reply(res, 200, {
+        server: s.server && {
+          systemId: s.server.systemId,
+          version: s.server.versionNum,
+          timeline: s.server.timeline,
+        },
+        streaming: s.streaming,
+        initLsn: hex(s.initLsn),
+        appliedLsn: hex(s.appliedLsn),
+        checkpointLsn: hex(s.checkpointLsn),
+        serverLsn: hex(s.serverLsn),
+        lagBytes: Math.max(0, s.serverLsn - s.appliedLsn),
+        reconnects: s.reconnects,
+        mapFill: tracker.map.fillRatio(),
+      });
+    }
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType });
       return res.end(await registry.metrics());

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
 import { tablespaceVersionDir } from '../../src/query/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../../src/wal/index.ts';
+import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
+import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { pagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
 import { PgCluster } from '../helpers/pg-cluster.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
@@ -72,6 +75,51 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     expect(metrics.text).toMatch(/^ptrackd_applied_lsn_bytes \d+$/m);
     expect((await daemon!.http('GET', '/healthz')).status).toBe(200);
   }, 120_000);
+
+  it('serves a backup script: take the LSN, run pgbench, list changed blocks with ptrackd sql --format csv --wait-lsn', async () => {
+    const script = `set -euo pipefail
+      X=$(psql -XAtc 'SELECT pg_current_wal_insert_lsn()')
+      pgbench -n -c 2 -t 200 >/dev/null 2>&1
+      psql -Xqc CHECKPOINT
+      Y=$(psql -XAtc 'SELECT pg_current_wal_flush_lsn()')
+      echo "$X"
+      ptrackd sql --listen 127.0.0.1:${daemon!.listen} --format csv --wait-lsn "$Y" "SELECT path, pagemap FROM ptrack_get_pagemapset('$X') ORDER BY 1"`;
+    const env = {
+      ...process.env,
+      PATH: `${join(REPO_ROOT, 'bin')}:${cluster.bindir}:${process.env.PATH}`,
+      PGHOST: '127.0.0.1',
+      PGPORT: String(cluster.port),
+      PGUSER: 'postgres',
+      PGDATABASE: 'postgres',
+    };
+    const out = execFileSync('bash', ['-c', script], { env, encoding: 'utf8' });
+    const [x, header, ...lines] = out.trimEnd().split(/\r?\n/);
+    expect(header).toBe('path,pagemap');
+    const reported = reportedBlocks(
+      lines
+        .map((l) => l.split(','))
+        .map(([path, hex]) => ({ path, pagemap: Buffer.from(hex.slice(2), 'hex') })),
+    );
+    const expected = await oracle(parseLsn(x));
+    expect(expected.size).toBeGreaterThan(100);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+  }, 120_000);
+
+  it('ptrackd sql and status: clear errors and exit codes', async () => {
+    const run = (args: string[]) => runPtrackd([...args, '--listen', `127.0.0.1:${daemon!.listen}`]);
+    const status = await run(['status', '--format', 'json']);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ streaming: true });
+    const bad = await run(['sql', 'SELEC 1']);
+    expect([bad.code, bad.stderr.trim().split('\n').length]).toEqual([1, 1]);
+    expect(bad.stderr).toMatch(/syntax error/);
+    const old = await run(['sql', "SELECT * FROM ptrack_get_change_stat('0/1')"]);
+    expect(old.code).toBe(1);
+    expect(old.stderr).toMatch(/older than init_lsn .* take a full backup/);
+    expect((await run(['sql', '--wait-lsn', 'zz', 'SELECT 1'])).stderr).toMatch(/invalid LSN "zz"/);
+    const table = await run(['sql', 'SELECT ptrack_version() AS version']);
+    expect(table.stdout).toBe(' version\n---------\n 2.4\n(1 row)\n\n');
+  });
 
   it('survives kill -9 under pgbench: the slot never passes the durable checkpoint, and nothing is lost', async () => {
     const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
