@@ -135,9 +135,20 @@ export class Catalog {
     };
   }
 
-  /** Starts tracking: a new map whose history begins at initLsn. */
-  initMap(mapSizeMb: number, entries: number, initLsn: Lsn, reason: string): void {
+  /**
+   * Starts tracking: a new map whose history begins at initLsn. The relation forks and limit events of
+   * any earlier map are history of another map and go; `kind` says whether this is a first start or a
+   * gap that a new map answers (another cluster on the same address).
+   */
+  initMap(
+    mapSizeMb: number,
+    entries: number,
+    initLsn: Lsn,
+    reason: string,
+    kind: 'init' | 'gap' = 'init',
+  ): void {
     this.#db.transaction(() => {
+      this.#db.exec('DELETE FROM relation_forks; DELETE FROM limit_events');
       this.#db
         .prepare(
           `INSERT INTO map_state (id, map_size_mb, entries, init_lsn, init_reason) VALUES (1, ?, ?, ?, ?)
@@ -146,7 +157,7 @@ export class Catalog {
              checkpoint_time = NULL, block_crcs = NULL`,
         )
         .run(mapSizeMb, entries, initLsn, reason);
-      this.#log('init', initLsn, reason);
+      this.#log(kind, initLsn, reason);
     })();
   }
 

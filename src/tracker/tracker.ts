@@ -56,6 +56,8 @@ export class Tracker {
   #lastCheckpointAt = Date.now();
   #reconnects = 0;
   #stopping = false;
+  /** Why the slot lost WAL we needed, when #inspectSlot found out. */
+  #lostWal: string | undefined;
   #running: Promise<void> | undefined;
 
   constructor(options: TrackerOptions) {
@@ -104,41 +106,87 @@ export class Tracker {
     this.#server = server;
     this.#serverLsn = server.xlogPos;
     const known = this.catalog.identity();
-    if (known && known.systemIdentifier !== server.systemId) {
-      throw new Error(
-        `the data directory tracks system ${known.systemIdentifier}, but the server is system ${server.systemId}; use another --data-dir`,
-      );
-    }
+    const otherCluster = known !== null && known.systemIdentifier !== server.systemId;
     this.catalog.setIdentity({
       systemIdentifier: server.systemId,
       timeline: server.timeline,
       serverVersionNum: server.versionNum,
-      catalogVersion: known?.catalogVersion ?? (await catalogVersion(this.#o.connection)),
+      catalogVersion:
+        known && !otherCluster ? known.catalogVersion : await catalogVersion(this.#o.connection),
       blockSize: server.blockSize,
       segmentSize: server.segmentSize,
     });
-    if (this.#map) return this.#appliedLsn;
-    const created = this.#o.createSlot && (await connection.createPhysicalSlot(this.#o.slot));
+    const slot = this.#o.slot;
+    const created = this.#o.createSlot && (await connection.createPhysicalSlot(slot));
     const state = this.catalog.mapState();
-    if (state && !created) {
+    if (otherCluster) {
+      const why = `the server is system ${server.systemId}, not ${known.systemIdentifier}: another cluster answers at this address`;
+      return this.#startMap(`${why}; a new map starts`, 'gap');
+    }
+    if (!state)
+      return this.#startMap(created ? `slot ${slot} created` : `tracking started with slot ${slot}`, 'init');
+    if (!this.#map) {
       const loaded = loadCheckpointedMap(this.#o.dataDir, this.catalog, (m) => this.#o.log('warn', m));
       this.#map = loaded.map;
       this.#checkpointLsn = loaded.resumeLsn;
       this.#appliedLsn = loaded.resumeLsn;
       this.#applier = new WalApplier(loaded.map, server.blockSize, loaded.resumeLsn);
       this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
-      return loaded.resumeLsn;
     }
-    const initLsn = await slotRestartLsn(this.#o.connection, this.#o.slot);
-    const map = PtrackMap.create(this.#o.mapSizeMb, initLsn);
-    const why = created ? `slot ${this.#o.slot} created` : `tracking started with slot ${this.#o.slot}`;
-    this.catalog.initMap(this.#o.mapSizeMb, entriesForMapSize(this.#o.mapSizeMb), initLsn, why);
+    // A slot that had to be created again, or that kept less than we need, may start after our position.
+    const restart = (await slotState(this.#o.connection, slot))?.restartLsn ?? null;
+    if (restart !== null && restart > this.#appliedLsn) {
+      const why =
+        this.#lostWal ??
+        (created ? `slot ${slot} was missing and was created again` : `slot ${slot} no longer holds the WAL`);
+      this.#lostWal = undefined;
+      return this.#gap(
+        restart,
+        `${why}: WAL from ${formatLsn(this.#appliedLsn)} to ${formatLsn(restart)} is gone`,
+      );
+    }
+    this.#lostWal = undefined;
+    return this.#appliedLsn;
+  }
+
+  /** A new map from the slot's restart LSN (first start, or another cluster). */
+  async #startMap(why: string, kind: 'init' | 'gap'): Promise<Lsn> {
+    const restart = (await slotState(this.#o.connection, this.#o.slot))?.restartLsn ?? null;
+    if (restart === null) {
+      throw new Error(
+        `slot ${this.#o.slot} reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
+      );
+    }
+    const map = PtrackMap.create(this.#o.mapSizeMb, restart);
+    this.catalog.initMap(this.#o.mapSizeMb, entriesForMapSize(this.#o.mapSizeMb), restart, why, kind);
     this.#map = map;
-    this.#appliedLsn = initLsn;
-    this.#applier = new WalApplier(map, server.blockSize, initLsn);
+    this.#appliedLsn = restart;
+    this.#checkpointLsn = 0;
+    this.#applier = new WalApplier(map, this.#server!.blockSize, restart);
     this.#checkpoint('initial');
-    this.#o.log('info', `tracking from ${formatLsn(initLsn)} (${why})`);
-    return initLsn;
+    this.#o.log(kind === 'gap' ? 'warn' : 'info', `tracking from ${formatLsn(restart)} (${why})`);
+    return restart;
+  }
+
+  /** Continuity is broken: history before `at` is incomplete. init_lsn moves there and says why. */
+  #gap(at: Lsn, why: string): Lsn {
+    this.catalog.moveInitLsn(at, why);
+    this.map.initLsn = at;
+    this.#appliedLsn = at;
+    this.#checkpoint('gap');
+    this.#o.log('warn', `gap: ${why}; init_lsn is now ${formatLsn(at)}`);
+    return at;
+  }
+
+  /** After a failed stream: a slot the server invalidated is dropped, so that #connect creates it again. */
+  async #inspectSlot(): Promise<void> {
+    const slot = await slotState(this.#o.connection, this.#o.slot);
+    if (slot && (slot.restartLsn === null || slot.walStatus === 'lost')) {
+      this.#lostWal = `slot ${this.#o.slot} was invalidated (wal_status ${slot.walStatus}): the server removed WAL it held`;
+      await withSql(this.#o.connection, (c) =>
+        c.query('SELECT pg_drop_replication_slot($1)', [this.#o.slot]),
+      );
+    }
   }
 
   async #follow(from: Lsn): Promise<void> {
@@ -157,6 +205,7 @@ export class Tracker {
           `replication interrupted: ${(e as Error).message}; reconnecting in ${Math.round(delay)} ms`,
         );
         await this.#connection?.close().catch(() => {});
+        await this.#inspectSlot().catch(() => {});
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -252,15 +301,15 @@ async function catalogVersion(config: pg.ClientConfig): Promise<number> {
   );
 }
 
-async function slotRestartLsn(config: pg.ClientConfig, slot: string): Promise<Lsn> {
+/** The slot as pg_replication_slots shows it, or null when it does not exist. */
+async function slotState(
+  config: pg.ClientConfig,
+  slot: string,
+): Promise<{ restartLsn: Lsn | null; walStatus: string } | null> {
   return withSql(config, async (c) => {
-    const row = (
-      await c.query('SELECT restart_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [slot])
-    ).rows[0];
-    if (!row?.lsn)
-      throw new Error(
-        `slot ${slot} does not exist or reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
-      );
-    return parseLsn(String(row.lsn));
+    const sql = 'SELECT restart_lsn::text AS lsn, wal_status FROM pg_replication_slots WHERE slot_name = $1';
+    const row = (await c.query(sql, [slot])).rows[0];
+    if (!row) return null;
+    return { restartLsn: row.lsn ? parseLsn(String(row.lsn)) : null, walStatus: String(row.wal_status) };
   });
 }

@@ -88,6 +88,7 @@ export class DaemonProcess {
 
   /** Sends a signal and resolves with the exit code. */
   async stop(signal: NodeJS.Signals): Promise<number | null> {
+    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return this.#child.exitCode;
     const exited = new Promise<number | null>((r) => this.#child.once('exit', (code) => r(code)));
     this.#child.kill(signal);
     return exited;

@@ -34,6 +34,8 @@ export interface ClusterOptions {
   /** postgresql.conf settings on top of the defaults below. */
   readonly settings?: Record<string, string | number>;
   readonly initdbArgs?: readonly string[];
+  /** Listen on this port (to stand in for another server at the same address) instead of a free one. */
+  readonly port?: number;
 }
 
 export class PgCluster {
@@ -68,7 +70,7 @@ export class PgCluster {
       ...(options.initdbArgs ?? []),
     ]);
     for (let attempt = 1; ; attempt++) {
-      cluster.port = await freePort();
+      cluster.port = options.port ?? (await freePort());
       const settings: Record<string, string | number> = {
         listen_addresses: "'127.0.0.1'",
         port: cluster.port,
@@ -100,7 +102,7 @@ export class PgCluster {
         cluster.#running = true;
         return cluster;
       } catch (e) {
-        if (attempt >= 3) {
+        if (attempt >= 3 || options.port !== undefined) {
           cluster.destroySync();
           throw e;
         }

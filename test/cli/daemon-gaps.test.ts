@@ -1,0 +1,101 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Catalog, type HistoryEntry } from '../../src/catalog/index.ts';
+import { parseLsn } from '../../src/wal/index.ts';
+import { DaemonProcess } from '../helpers/daemon.ts';
+import { PgCluster } from '../helpers/pg-cluster.ts';
+
+/** Promise 3 (design.md §1): whenever continuity breaks, init_lsn moves forward, the reason is stored, and older questions are refused. */
+describe('gaps are never hidden', () => {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f().catch(() => {});
+  });
+
+  async function setup(settings: Record<string, string | number> = {}) {
+    const cluster = await PgCluster.start({ settings: { wal_keep_size: 0, ...settings } });
+    const dataDir = mkdtempSync(join(tmpdir(), 'ptrackd-gap-'));
+    cleanup.push(
+      async () => cluster.destroy(),
+      async () => rmSync(dataDir, { recursive: true, force: true }),
+    );
+    const daemon = await DaemonProcess.start(cluster, dataDir);
+    cleanup.push(() => daemon.stop('SIGKILL'));
+    const initLsn = async (d: DaemonProcess) =>
+      parseLsn(String((await d.query('SELECT ptrack_init_lsn()')).rows[0][0]));
+    const history = (): HistoryEntry[] => {
+      const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
+      try {
+        return c.history();
+      } finally {
+        c.close();
+      }
+    };
+    return { cluster, dataDir, daemon, initLsn, history };
+  }
+
+  /** After the gap: init_lsn moved past `before`, the history says why, and asking about `before` is refused. */
+  async function expectGap(
+    d: DaemonProcess,
+    initLsn: (d: DaemonProcess) => Promise<number>,
+    history: () => HistoryEntry[],
+    before: string,
+    why: RegExp,
+  ) {
+    expect(await initLsn(d)).toBeGreaterThan(parseLsn(before));
+    expect(history().at(-1)).toMatchObject({ kind: 'gap', reason: expect.stringMatching(why) });
+    const res = await d.http('POST', '/query', { sql: `SELECT * FROM ptrack_get_change_stat('${before}')` });
+    expect(res.status).toBe(400);
+    expect(res.text).toMatch(/older than init_lsn/);
+  }
+
+  it('a slot dropped by hand while ptrackd was down', async () => {
+    const { cluster, dataDir, daemon, initLsn, history } = await setup();
+    const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await cluster.sql('CREATE TABLE t (i int); INSERT INTO t VALUES (1)');
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+    await cluster.sql("SELECT pg_drop_replication_slot('ptrack')");
+    await cluster.sql('INSERT INTO t SELECT generate_series(1, 10000); CHECKPOINT');
+    const again = await DaemonProcess.start(cluster, dataDir);
+    cleanup.push(() => again.stop('SIGKILL'));
+    await expectGap(again, initLsn, history, before, /slot ptrack was missing/);
+  }, 60_000);
+
+  it('a slot the server invalidated (max_slot_wal_keep_size)', async () => {
+    const { cluster, dataDir, daemon, initLsn, history } = await setup({ max_slot_wal_keep_size: "'16MB'" });
+    const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await daemon.stop('SIGKILL');
+    await cluster.client('pgbench', ['-i', '-q', '-s', '4']);
+    await cluster.sql('CHECKPOINT');
+    await cluster.sql('SELECT pg_switch_wal(); CREATE TABLE t (i int); CHECKPOINT');
+    expect(await cluster.sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'ptrack'")).toBe(
+      'lost',
+    );
+    const again = await DaemonProcess.start(cluster, dataDir);
+    cleanup.push(() => again.stop('SIGKILL'));
+    await expectGap(again, initLsn, history, before, /invalidated/);
+    expect(
+      await cluster.sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'ptrack'"),
+    ).not.toBe('lost');
+  }, 90_000);
+
+  it('another cluster at the same address: a new map, and ptrackd keeps running', async () => {
+    const { cluster, daemon, initLsn, history } = await setup();
+    const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    const port = cluster.port;
+    await cluster.stop();
+    const other = await PgCluster.start({ port, settings: { wal_keep_size: 0 } });
+    cleanup.push(async () => other.destroy());
+    await other.sql(
+      'SELECT pg_switch_wal(); CREATE TABLE u (i int); INSERT INTO u SELECT generate_series(1, 50000); CHECKPOINT',
+    );
+    const deadline = Date.now() + 30_000;
+    while (history().at(-1)?.kind !== 'gap' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    await expectGap(daemon, initLsn, history, before, /another cluster/);
+    const id = await other.sql('SELECT system_identifier FROM pg_control_system()');
+    expect(JSON.parse((await daemon.http('GET', '/status')).text).server.systemId).toBe(id);
+  }, 90_000);
+});
