@@ -1,6 +1,9 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { LsnFormatError } from '../wal/index.ts';
+import { CatalogError } from '../catalog/index.ts';
+import { QueryError } from '../query/index.ts';
+import { ReplicationError } from '../replication/index.ts';
+import { LsnFormatError, WalDecodeError } from '../wal/index.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { sqlCommand, statusCommand } from './commands/sql.ts';
 import { normalizeWaldumpArgs, waldumpCommand } from './commands/waldump.ts';
@@ -51,6 +54,15 @@ function report(e: unknown): number {
   if (e instanceof LsnFormatError) {
     process.stderr.write(`ptrackd: error: ${e.message}\n`);
     return 2;
+  }
+  if (
+    e instanceof ReplicationError ||
+    e instanceof CatalogError ||
+    e instanceof QueryError ||
+    e instanceof WalDecodeError
+  ) {
+    process.stderr.write(`ptrackd: error: ${e.message}\n`);
+    return 1;
   }
   if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') return 0;
   process.stderr.write(`ptrackd: internal error (please report it): ${(e as Error)?.stack ?? String(e)}\n`);

@@ -52,7 +52,15 @@ export class ReplicationConnection {
   }
 
   static async connect(config: pg.ClientConfig): Promise<ReplicationConnection> {
-    const client = new pg.Client({ ...config, replication: 'true' } as pg.ClientConfig);
+    let client: pg.Client;
+    try {
+      client = new pg.Client({ ...config, replication: 'true' } as pg.ClientConfig);
+    } catch {
+      // Not the string itself in the message: it may hold a password.
+      throw new ReplicationError(
+        'the connection string is neither a valid postgresql:// URI nor a key=value list',
+      );
+    }
     client.on('error', () => {}); // reported through the pending operation instead
     try {
       await client.connect();

@@ -8,6 +8,7 @@ export {
   SUPPORTED_MAJORS,
   WalStream,
 } from './connection.ts';
+export { connectionConfig } from './conninfo.ts';
 export {
   PrimaryKeepalive,
   parseCopyData,

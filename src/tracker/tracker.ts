@@ -39,7 +39,7 @@ export interface TrackerStatus {
  */
 export class Tracker {
   readonly #o: TrackerOptions;
-  readonly catalog: Catalog;
+  #catalog: Catalog | undefined;
   #map: PtrackMap | undefined;
   #server: ServerInfo | null = null;
   #connection: ReplicationConnection | undefined;
@@ -62,8 +62,11 @@ export class Tracker {
 
   constructor(options: TrackerOptions) {
     this.#o = options;
-    mkdirSync(options.dataDir, { recursive: true });
-    this.catalog = Catalog.open(join(options.dataDir, 'catalog.db'));
+  }
+
+  get catalog(): Catalog {
+    if (!this.#catalog) throw new Error('the tracker has not started');
+    return this.#catalog;
   }
 
   get map(): PtrackMap {
@@ -75,7 +78,7 @@ export class Tracker {
     return {
       server: this.#server,
       streaming: this.#stream !== undefined,
-      initLsn: this.catalog.mapState()?.initLsn ?? 0,
+      initLsn: this.#catalog?.mapState()?.initLsn ?? 0,
       appliedLsn: this.#appliedLsn,
       checkpointLsn: this.#checkpointLsn,
       serverLsn: this.#serverLsn,
@@ -96,13 +99,18 @@ export class Tracker {
     this.#stream?.stop();
     await this.#running?.catch(() => {});
     await this.#connection?.close().catch(() => {});
-    this.catalog.close();
+    this.#catalog?.close();
   }
 
   async #connect(): Promise<Lsn> {
     const connection = await ReplicationConnection.connect(this.#o.connection);
     this.#connection = connection;
     const server = await connection.serverInfo();
+    // Only a server that answered as a replication peer gets a data directory written for it.
+    if (!this.#catalog) {
+      mkdirSync(this.#o.dataDir, { recursive: true });
+      this.#catalog = Catalog.open(join(this.#o.dataDir, 'catalog.db'));
+    }
     this.#server = server;
     this.#serverLsn = server.xlogPos;
     const known = this.catalog.identity();

@@ -2,6 +2,8 @@ import { resolve } from 'node:path';
 import type pg from 'pg';
 import pino from 'pino';
 import type { Argv } from 'yargs';
+import { MAX_MAP_SIZE_MB } from '../../map/index.ts';
+import { connectionConfig } from '../../replication/index.ts';
 import { serverWalPosition, Tracker } from '../../tracker/index.ts';
 import { UsageError } from '../errors.ts';
 import { serve } from '../server.ts';
@@ -64,12 +66,24 @@ export function daemonCommand(y: Argv): Argv {
           type: 'boolean',
           default: true,
           describe: 'create the slot when missing (--no-create-slot refuses)',
+        })
+        .check((a) => {
+          if (!Number.isInteger(a['map-size']) || a['map-size'] < 1 || a['map-size'] > MAX_MAP_SIZE_MB) {
+            throw new UsageError(
+              `--map-size is in MB, a whole number from 1 to ${MAX_MAP_SIZE_MB}, not ${a['map-size']}`,
+            );
+          }
+          for (const name of ['checkpoint-interval', 'checkpoint-wal', 'ready-max-lag'] as const) {
+            if (!(a[name] > 0)) throw new UsageError(`--${name} must be a positive number, not ${a[name]}`);
+          }
+          splitListen(a.listen);
+          return true;
         }),
     async (a) => {
       const [host, portText] = splitListen(a.listen);
       const log = pino({ name: 'ptrackd' });
       const connection: pg.ClientConfig = {
-        ...(a.dbname ? { connectionString: a.dbname } : {}),
+        ...(a.dbname ? connectionConfig(a.dbname) : {}),
         ...(a.host ? { host: a.host } : {}),
         ...(a.port ? { port: a.port } : {}),
         ...(a.username ? { user: a.username } : {}),
