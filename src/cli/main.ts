@@ -3,8 +3,10 @@ import { hideBin } from 'yargs/helpers';
 import { CatalogError } from '../catalog/index.ts';
 import { QueryError } from '../query/index.ts';
 import { ReplicationError } from '../replication/index.ts';
+import { MapSizeError } from '../tracker/index.ts';
 import { LsnFormatError, WalDecodeError } from '../wal/index.ts';
 import { daemonCommand } from './commands/daemon.ts';
+import { dropCommand } from './commands/drop.ts';
 import { sqlCommand, statusCommand } from './commands/sql.ts';
 import { normalizeWaldumpArgs, waldumpCommand } from './commands/waldump.ts';
 import { ExitError, UsageError } from './errors.ts';
@@ -18,7 +20,7 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-const COMMANDS = ['waldump', 'sql', 'status'];
+const COMMANDS = ['waldump', 'sql', 'status', 'drop'];
 
 async function parse(argv: string[]): Promise<number> {
   const first = argv[0];
@@ -38,7 +40,7 @@ async function parse(argv: string[]): Promise<number> {
     .fail((msg, err) => {
       throw err ?? new UsageError(msg);
     });
-  await daemonCommand(statusCommand(sqlCommand(waldumpCommand(base)))).parseAsync();
+  await daemonCommand(dropCommand(statusCommand(sqlCommand(waldumpCommand(base))))).parseAsync();
   return 0;
 }
 
@@ -59,7 +61,8 @@ function report(e: unknown): number {
     e instanceof ReplicationError ||
     e instanceof CatalogError ||
     e instanceof QueryError ||
-    e instanceof WalDecodeError
+    e instanceof WalDecodeError ||
+    e instanceof MapSizeError
   ) {
     process.stderr.write(`ptrackd: error: ${e.message}\n`);
     return 1;

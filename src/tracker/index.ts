@@ -1,3 +1,9 @@
 export { WalApplier } from './apply.ts';
 export { checkpointMap, loadCheckpointedMap, MAP_FILE } from './map-store.ts';
-export { serverWalPosition, Tracker, type TrackerOptions, type TrackerStatus } from './tracker.ts';
+export {
+  MapSizeError,
+  serverWalPosition,
+  Tracker,
+  type TrackerOptions,
+  type TrackerStatus,
+} from './tracker.ts';

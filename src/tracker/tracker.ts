@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { Catalog } from '../catalog/index.ts';
-import { entriesForMapSize, PtrackMap } from '../map/index.ts';
+import { entriesForMapSize, MAX_MAP_SIZE_MB, PtrackMap } from '../map/index.ts';
 import { ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
 import { formatLsn, type Lsn, parseLsn, WalStreamDecoder } from '../wal/index.ts';
 import { WalApplier } from './apply.ts';
@@ -12,8 +12,13 @@ export interface TrackerOptions {
   readonly dataDir: string;
   readonly slot: string;
   readonly connection: pg.ClientConfig;
-  /** ptrack.map_size in MB; only used when tracking starts. */
-  readonly mapSizeMb: number;
+  /**
+   * ptrack.map_size in MB for a new map; undefined: the cluster's size / 1024, at least 64 MB (ptrack's
+   * guidance). A later start that names another size is refused unless `reinit`.
+   */
+  readonly mapSizeMb?: number;
+  /** Start a new map (history restarts at the slot's position) even though one exists. */
+  readonly reinit?: boolean;
   readonly checkpointIntervalMs: number;
   readonly checkpointWalBytes: number;
   readonly createSlot: boolean;
@@ -88,7 +93,14 @@ export class Tracker {
 
   /** Connects, prepares the map and starts following; resolves once streaming has begun. */
   async start(): Promise<void> {
-    const resume = await this.#connect();
+    let resume: Lsn;
+    try {
+      resume = await this.#connect();
+    } catch (e) {
+      await this.#connection?.close().catch(() => {});
+      this.#catalog?.close();
+      throw e;
+    }
     this.#running = this.#follow(resume);
   }
 
@@ -133,6 +145,16 @@ export class Tracker {
     }
     if (!state)
       return this.#startMap(created ? `slot ${slot} created` : `tracking started with slot ${slot}`, 'init');
+    if (this.#o.reinit && !this.#map) {
+      return this.#startMap(`--reinit: a new map replaces the one from ${formatLsn(state.initLsn)}`, 'init');
+    }
+    if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== state.mapSizeMb) {
+      throw new MapSizeError(
+        `--map-size ${this.#o.mapSizeMb} differs from the map's ${state.mapSizeMb} MB: a map cannot be resized without losing its history ` +
+          `(changes before now could no longer be answered; backups would need a new full backup). Start with --map-size ${state.mapSizeMb}, ` +
+          'or add --reinit to start a new map.',
+      );
+    }
     if (!this.#map) {
       const loaded = loadCheckpointedMap(this.#o.dataDir, this.catalog, (m) => this.#o.log('warn', m));
       this.#map = loaded.map;
@@ -165,8 +187,9 @@ export class Tracker {
         `slot ${this.#o.slot} reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
       );
     }
-    const map = PtrackMap.create(this.#o.mapSizeMb, restart);
-    this.catalog.initMap(this.#o.mapSizeMb, entriesForMapSize(this.#o.mapSizeMb), restart, why, kind);
+    const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#o.connection));
+    const map = PtrackMap.create(mapSizeMb, restart);
+    this.catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), restart, why, kind);
     this.#map = map;
     this.#appliedLsn = restart;
     this.#checkpointLsn = 0;
@@ -279,6 +302,20 @@ export class Tracker {
     this.#stream?.sendStatus(lsn);
     this.#o.log('info', `checkpoint at ${formatLsn(lsn)} (${why})`);
   }
+}
+
+export class MapSizeError extends Error {
+  override readonly name = 'MapSizeError';
+}
+
+/** ptrack's guidance: map_size of about 1/1024 of the cluster's size, here at least 64 MB (and at most 32 GB). */
+async function suggestedMapSize(config: pg.ClientConfig): Promise<number> {
+  return withSql(config, async (c) => {
+    const bytes = Number(
+      (await c.query('SELECT sum(pg_database_size(oid))::bigint AS size FROM pg_database')).rows[0].size,
+    );
+    return Math.min(MAX_MAP_SIZE_MB, Math.max(64, Math.ceil(bytes / 1024 / 2 ** 20)));
+  });
 }
 
 /** A regular (non-replication) connection for what the replication protocol cannot ask before 15. */

@@ -49,9 +49,9 @@ export class DaemonProcess {
       `127.0.0.1:${port}`,
       '--checkpoint-interval',
       '1',
-      '--map-size',
-      '8',
-      ...extra,
+      // a small map keeps the per-second checkpoints of the tests cheap, unless the test sizes it
+      ...(extra.some((a) => a === '--map-size' || a === '--default-map-size') ? [] : ['--map-size', '8']),
+      ...extra.filter((a) => a !== '--default-map-size'),
     );
     const daemon = new DaemonProcess(
       spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'pipe', 'pipe'] }),

@@ -1,10 +1,9 @@
 import { resolve } from 'node:path';
-import type pg from 'pg';
 import pino from 'pino';
 import type { Argv } from 'yargs';
 import { MAX_MAP_SIZE_MB } from '../../map/index.ts';
-import { connectionConfig } from '../../replication/index.ts';
 import { serverWalPosition, Tracker } from '../../tracker/index.ts';
+import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { UsageError } from '../errors.ts';
 import { serve } from '../server.ts';
 
@@ -14,7 +13,7 @@ export function daemonCommand(y: Argv): Argv {
     '$0',
     'Follow a PostgreSQL server over a physical replication slot and keep its changed-block map',
     (c) =>
-      c
+      withConnectionOptions(c)
         .option('slot', {
           type: 'string',
           demandOption: true,
@@ -25,14 +24,6 @@ export function daemonCommand(y: Argv): Argv {
           default: 'ptrackd-data',
           describe: 'where the map and the catalog live',
         })
-        .option('dbname', {
-          alias: 'd',
-          type: 'string',
-          describe: 'connection string or URI (else PG* variables and .pgpass)',
-        })
-        .option('host', { alias: 'h', type: 'string' })
-        .option('port', { alias: 'p', type: 'number' })
-        .option('username', { alias: 'U', type: 'string' })
         .option('pgdata', {
           type: 'string',
           describe: "the server's data directory, read-only (else the catalog lists files)",
@@ -44,8 +35,13 @@ export function daemonCommand(y: Argv): Argv {
         })
         .option('map-size', {
           type: 'number',
-          default: 64,
-          describe: 'map size in MB (ptrack.map_size), when tracking starts',
+          describe:
+            'map size in MB (ptrack.map_size) for a new map; default: cluster size / 1024, at least 64',
+        })
+        .option('reinit', {
+          type: 'boolean',
+          default: false,
+          describe: 'start a new map even though one exists',
         })
         .option('checkpoint-interval', {
           type: 'number',
@@ -68,7 +64,8 @@ export function daemonCommand(y: Argv): Argv {
           describe: 'create the slot when missing (--no-create-slot refuses)',
         })
         .check((a) => {
-          if (!Number.isInteger(a['map-size']) || a['map-size'] < 1 || a['map-size'] > MAX_MAP_SIZE_MB) {
+          const size = a['map-size'];
+          if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > MAX_MAP_SIZE_MB)) {
             throw new UsageError(
               `--map-size is in MB, a whole number from 1 to ${MAX_MAP_SIZE_MB}, not ${a['map-size']}`,
             );
@@ -82,17 +79,13 @@ export function daemonCommand(y: Argv): Argv {
     async (a) => {
       const [host, portText] = splitListen(a.listen);
       const log = pino({ name: 'ptrackd' });
-      const connection: pg.ClientConfig = {
-        ...(a.dbname ? connectionConfig(a.dbname) : {}),
-        ...(a.host ? { host: a.host } : {}),
-        ...(a.port ? { port: a.port } : {}),
-        ...(a.username ? { user: a.username } : {}),
-      };
+      const connection = connectionFromArgs(a);
       const tracker = new Tracker({
         dataDir: resolve(a['data-dir']),
         slot: a.slot,
         connection,
         mapSizeMb: a['map-size'],
+        reinit: a.reinit,
         checkpointIntervalMs: a['checkpoint-interval'] * 1000,
         checkpointWalBytes: a['checkpoint-wal'],
         createSlot: a['create-slot'],

@@ -1,0 +1,135 @@
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Catalog } from '../../src/catalog/index.ts';
+import { tablespaceVersionDir } from '../../src/query/index.ts';
+import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { runPtrackd } from '../helpers/cli.ts';
+import { DaemonProcess } from '../helpers/daemon.ts';
+import { pagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
+import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
+
+describe('the daemon across restarts: map size, server crashes, walsender loss, drop', () => {
+  let cluster: PgCluster;
+  let dataDir: string;
+  let daemon: DaemonProcess | undefined;
+  const conn = () => ['--host', '127.0.0.1', '--port', String(cluster.port), '--username', 'postgres'];
+  const history = () => {
+    const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
+    try {
+      return { state: c.mapState()!, last: c.history().at(-1)! };
+    } finally {
+      c.close();
+    }
+  };
+
+  beforeAll(async () => {
+    cluster = await PgCluster.start({ settings: { wal_keep_size: "'1GB'", autovacuum: 'off' } });
+    dataDir = mkdtempSync(join(tmpdir(), 'ptrackd-life-'));
+  });
+  afterAll(async () => {
+    await daemon?.stop('SIGKILL');
+    await cluster?.destroy();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('sizes a new map from the cluster (ptrack: size / 1024, at least 64 MB)', async () => {
+    daemon = await DaemonProcess.start(cluster, dataDir, ['--default-map-size']);
+    const { rows } = await daemon.query('SELECT map_size_mb, map_entries FROM ptrack_status()');
+    expect(rows).toEqual([[64, 8388605]]);
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+  });
+
+  it('refuses another --map-size for an existing map, explaining why, unless --reinit', async () => {
+    const listen = await freePort();
+    const refused = await runPtrackd([
+      '--slot',
+      'ptrack',
+      '--data-dir',
+      dataDir,
+      ...conn(),
+      '--listen',
+      `127.0.0.1:${listen}`,
+      '--map-size',
+      '8',
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(
+      /--map-size 8 differs from the map's 64 MB: a map cannot be resized without losing its history.*--reinit/,
+    );
+    expect(history().state.mapSizeMb).toBe(64);
+    daemon = await DaemonProcess.start(cluster, dataDir, ['--map-size', '8', '--reinit']);
+    expect(history()).toMatchObject({
+      state: { mapSizeMb: 8 },
+      last: { kind: 'init', reason: expect.stringMatching(/--reinit/) },
+    });
+  });
+
+  it('resumes without loss after pg_ctl restart -m immediate and a terminated walsender under pgbench', async () => {
+    const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
+    const load = cluster
+      .client('pgbench', ['-i', '-q', '-s', '2'])
+      .then(() => cluster.client('pgbench', ['-n', '-c', '2', '-T', '4']));
+    await new Promise((r) => setTimeout(r, 1500));
+    await cluster.sql('SELECT pg_terminate_backend(pid) FROM pg_stat_replication');
+    await load;
+    const more = cluster
+      .client('pgbench', ['-n', '-c', '2', '-T', '4'])
+      .catch(() => 'interrupted by the restart');
+    await new Promise((r) => setTimeout(r, 1500));
+    cluster.run('pg_ctl', [
+      '-D',
+      cluster.dataDir,
+      '-m',
+      'immediate',
+      '-w',
+      'restart',
+      '-l',
+      join(cluster.dir, 'server.log'),
+    ]);
+    await more;
+    await cluster.client('pgbench', ['-n', '-c', '2', '-t', '100']);
+    await cluster.sql('CHECKPOINT');
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const { rows } = await daemon!.query(
+      `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
+      end,
+    );
+    const reported = reportedBlocks(
+      (rows as [string, string][]).map(([path, hex]) => ({
+        path,
+        pagemap: Buffer.from(hex.slice(2), 'hex'),
+      })),
+    );
+    const [num, cat] = (
+      await cluster.sql(
+        `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
+      )
+    )
+      .split('|')
+      .map(Number);
+    const expected = pagesChangedSince(cluster.dataDir, tablespaceVersionDir(num, cat), since);
+    expect(expected.size).toBeGreaterThan(1000);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+    const status = JSON.parse((await daemon!.http('GET', '/status')).text);
+    expect(status.reconnects).toBeGreaterThanOrEqual(2);
+    expect(status.initLsn).toBe(formatLsn(history().state.initLsn));
+  }, 120_000);
+
+  it('ptrackd drop --yes removes the slot and the data directory, and nothing else', async () => {
+    expect(await daemon!.stop('SIGTERM')).toBe(0);
+    daemon = undefined;
+    const notOurs = mkdtempSync(join(tmpdir(), 'not-ptrackd-'));
+    mkdirSync(join(notOurs, 'keep'));
+    const refused = await runPtrackd(['drop', '--slot', 'ptrack', '--data-dir', notOurs, ...conn(), '--yes']);
+    expect([refused.code, existsSync(join(notOurs, 'keep'))]).toEqual([1, true]);
+    rmSync(notOurs, { recursive: true });
+    const dropped = await runPtrackd(['drop', '--slot', 'ptrack', '--data-dir', dataDir, ...conn(), '--yes']);
+    expect(dropped.code, dropped.stderr).toBe(0);
+    expect(await cluster.sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ptrack'")).toBe(
+      '0',
+    );
+    expect(existsSync(dataDir)).toBe(false);
+  });
+});
