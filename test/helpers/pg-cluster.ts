@@ -1,5 +1,14 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +58,41 @@ export class PgCluster {
     this.dir = dir;
     this.dataDir = join(dir, 'data');
     this.bindir = pgBinDir();
+  }
+
+  /**
+   * Starts a server on a data directory made elsewhere (a restored backup) at `dir`/data, on a free
+   * port; the directory is handed to the server's user and removed by destroy().
+   */
+  static async startExisting(dir: string): Promise<PgCluster> {
+    const cluster = new PgCluster(dir);
+    live.add(cluster);
+    if (asRoot) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
+    execFileSync('chmod', ['700', cluster.dataDir]);
+    cluster.port = await freePort();
+    const conf = join(cluster.dataDir, 'postgresql.auto.conf');
+    writeFileSync(conf, `${readFileSync(conf, 'utf8')}\nport = ${cluster.port}\n`);
+    try {
+      cluster.run('pg_ctl', [
+        '-D',
+        cluster.dataDir,
+        '-l',
+        join(dir, 'server.log'),
+        '-w',
+        '-t',
+        '120',
+        'start',
+      ]);
+    } catch (e) {
+      const log = existsSync(join(dir, 'server.log'))
+        ? readFileSync(join(dir, 'server.log'), 'utf8')
+        : '(no server log)';
+      throw new Error(
+        `the server would not start on ${cluster.dataDir}: ${(e as Error).message}\n${log.split('\n').slice(-15).join('\n')}`,
+      );
+    }
+    cluster.#running = true;
+    return cluster;
   }
 
   static async start(options: ClusterOptions = {}): Promise<PgCluster> {
