@@ -15,7 +15,10 @@ import { runWorkloadMix } from '../helpers/workload.ts';
  * source's data (issue 6). Full backup at X, the workload mix with ptrackd following, an incremental at
  * Y built from pagemapset(X) on top of the full one, restore, WAL replay, compare.
  */
-describe('restore proof: incremental backups built from ptrackd’s answers', () => {
+describe.each([
+  ['ptrackd following undisturbed', false],
+  ['ptrackd killed three times during the workload, the server restarted -m immediate', true],
+])('restore proof: incremental backups built from ptrackd’s answers (%s)', (_name, disrupt) => {
   let source: PgCluster;
   let daemon: DaemonProcess;
   const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-e2e-'));
@@ -63,7 +66,27 @@ describe('restore proof: incremental backups built from ptrackd’s answers', ()
     since = full.startLsn;
     copyFull(source.dataDir, fullDir);
     await full.stop(fullDir);
+    // kill -9 ptrackd at random moments of the workload, starting it again each time
+    const chaos = (async () => {
+      for (let i = 0; disrupt && i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 800 + Math.random() * 1500));
+        await daemon.stop('SIGKILL');
+        daemon = await DaemonProcess.start(source, join(scratch, 'ptrackd'));
+      }
+    })();
     await runWorkloadMix(source);
+    await chaos;
+    if (disrupt)
+      source.run('pg_ctl', [
+        '-D',
+        source.dataDir,
+        '-m',
+        'immediate',
+        '-w',
+        'restart',
+        '-l',
+        join(source.dir, 'server.log'),
+      ]);
     await source.client('pgbench', ['-n', '-c', '2', '-t', '300']);
     await source.sql('UPDATE kept SET v = v + 1 WHERE id % 7 = 0; CHECKPOINT');
   }, 300_000);
