@@ -15,6 +15,9 @@ import { runWorkloadMix } from '../helpers/workload.ts';
  * source's data (issue 6). Full backup at X, the workload mix with ptrackd following, an incremental at
  * Y built from pagemapset(X) on top of the full one, restore, WAL replay, compare.
  */
+/** pgbench scale of the data: small in CI; `npm run test:e2e -- --scale N` for longer runs. */
+const SCALE = Number(process.env.PTRACKD_E2E_SCALE ?? 2);
+
 describe.each([
   ['ptrackd following undisturbed', false],
   ['ptrackd killed three times during the workload, the server restarted -m immediate', true],
@@ -57,10 +60,10 @@ describe.each([
   beforeAll(async () => {
     source = await PgCluster.start({ settings: { wal_keep_size: "'4GB'", autovacuum: 'off' } });
     daemon = await DaemonProcess.start(source, join(scratch, 'ptrackd'));
-    await source.client('pgbench', ['-i', '-q', '-s', '2']);
+    await source.client('pgbench', ['-i', '-q', '-s', String(SCALE)]);
     // a table that lives through both backups, changed in between (the workload's pgbench -i replaces its tables)
     await source.sql(
-      'CREATE TABLE kept (id int PRIMARY KEY, v int); INSERT INTO kept SELECT g, 0 FROM generate_series(1, 100000) g',
+      'CREATE TABLE kept (id int PRIMARY KEY, v int); INSERT INTO kept SELECT g, 0 FROM generate_series(1, 100000) g; VACUUM (FREEZE) kept',
     );
     const full = await LowLevelBackup.start(source, 'full');
     since = full.startLsn;
@@ -74,7 +77,7 @@ describe.each([
         daemon = await DaemonProcess.start(source, join(scratch, 'ptrackd'));
       }
     })();
-    await runWorkloadMix(source);
+    await runWorkloadMix(source, { scale: SCALE });
     await chaos;
     if (disrupt)
       source.run('pg_ctl', [
@@ -111,6 +114,19 @@ describe.each([
       '-U',
       'postgres',
     ]);
+    // visibility maps must agree with the heap: pg_visibility lists pages marked all-visible/frozen that are not
+    const databases = (
+      await cluster.sql('SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate')
+    ).split('\n');
+    for (const db of databases) {
+      const bad = await cluster.sql(
+        `CREATE EXTENSION IF NOT EXISTS pg_visibility;
+         SELECT count(*) FROM pg_class c, LATERAL (SELECT * FROM pg_check_visible(c.oid) UNION ALL SELECT * FROM pg_check_frozen(c.oid)) x
+         WHERE c.relkind IN ('r', 'm', 't') AND c.relpersistence = 'p'`,
+        db,
+      );
+      expect(bad, `database ${db}`).toBe('0');
+    }
     const [num, cat] = (
       await source.sql(
         `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
