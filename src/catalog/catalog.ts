@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ForkNumber, heapBlocksPerVmPage, type Lsn } from '../wal/index.ts';
@@ -63,6 +63,7 @@ export class Catalog {
   }
 
   static open(path: string, options: { readonly?: boolean } = {}): Catalog {
+    if (options.readonly && !existsSync(path)) throw new CatalogError(`no ptrackd catalog at ${path}`);
     const db = new Database(path, {
       readonly: options.readonly ?? false,
       fileMustExist: options.readonly ?? false,

@@ -57,11 +57,16 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
     return reply(res, 404, { error: `no such endpoint: ${req.method} ${req.url}` });
   }
   async function query(
-    input: { sql?: unknown; waitLsn?: unknown; timeoutMs?: unknown },
+    input: { sql?: unknown; waitLsn?: unknown; noWait?: unknown; timeoutMs?: unknown },
     res: ServerResponse,
   ) {
     if (typeof input.sql !== 'string') return reply(res, 400, { error: 'the request needs "sql", a string' });
-    const target = typeof input.waitLsn === 'string' ? parseLsn(input.waitLsn) : await o.serverPosition();
+    const target =
+      input.noWait === true
+        ? 0
+        : typeof input.waitLsn === 'string'
+          ? parseLsn(input.waitLsn)
+          : await o.serverPosition();
     const timeoutMs = typeof input.timeoutMs === 'number' ? input.timeoutMs : 60_000;
     const deadline = Date.now() + timeoutMs;
     while (tracker.status().appliedLsn < target) {

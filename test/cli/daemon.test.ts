@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -148,5 +148,123 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     expect(checkpointLsn()).toBeGreaterThanOrEqual(parseLsn(end));
     expect(await slotLsn()).toBe(checkpointLsn());
     daemon = undefined;
+  }, 60_000);
+});
+
+describe('ptrackd sql --offline and the interactive prompt (daemon stopped)', () => {
+  let cluster: PgCluster;
+  let dataDir: string;
+  const home = mkdtempSync(join(tmpdir(), 'ptrackd-home-'));
+  const tmux = (...args: string[]) =>
+    execFileSync('tmux', ['-L', 'ptrackd-test', ...args], { encoding: 'utf8' });
+
+  beforeAll(async () => {
+    cluster = await PgCluster.start({ settings: { wal_keep_size: "'1GB'" } });
+    dataDir = mkdtempSync(join(tmpdir(), 'ptrackd-offline-'));
+    const daemon = await DaemonProcess.start(cluster, dataDir);
+    await cluster.client('pgbench', ['-i', '-q', '-s', '1']);
+    const noWait = await runPtrackd([
+      'sql',
+      '--no-wait',
+      '--listen',
+      `127.0.0.1:${daemon.listen}`,
+      'SELECT 1 AS one',
+    ]);
+    expect(noWait.stderr).toMatch(
+      /^NOTICE: {2}answered without waiting, at applied LSN [0-9A-F]+\/[0-9A-F]+$/m,
+    );
+    await daemon.query('SELECT 1', await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
+    expect(await daemon.stop('SIGTERM')).toBe(0);
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      tmux('kill-server');
+    } catch {
+      // no tmux server left: the prompt quit
+    }
+    await cluster?.destroy();
+    for (const d of [dataDir, home]) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('--offline answers from the last checkpoint and says up to which LSN', async () => {
+    const r = await runPtrackd([
+      'sql',
+      '--offline',
+      '--data-dir',
+      dataDir,
+      '--pgdata',
+      cluster.dataDir,
+      '--format',
+      'csv',
+      '-t',
+      '-c',
+      "SELECT count(*) FROM ptrack_get_pagemapset(ptrack_init_lsn()) WHERE path LIKE 'base/%'; SELECT checkpoint_lsn FROM ptrack_status()",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const [count, checkpoint] = r.stdout.trim().split(/\r?\n/);
+    expect(Number(count)).toBeGreaterThan(10);
+    expect(r.stderr).toContain(
+      `NOTICE:  offline: answers are valid up to the last checkpoint, ${checkpoint}`,
+    );
+  });
+
+  it('--offline without a data directory is a clear error', async () => {
+    const r = await runPtrackd(['sql', '--offline', '--data-dir', join(home, 'missing'), 'SELECT 1']);
+    expect([r.code, r.stderr.trim()]).toEqual([
+      1,
+      `ptrackd: error: no ptrackd catalog at ${join(home, 'missing', 'catalog.db')}`,
+    ]);
+  });
+
+  it('the interactive prompt: a query, an error, a statement over two lines, \\dt, history, \\q', async () => {
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      'p',
+      '-x',
+      '150',
+      '-y',
+      '60',
+      '-e',
+      `HOME=${home}`,
+      `${join(REPO_ROOT, 'bin/ptrackd')} sql --offline --data-dir ${dataDir} 2>/dev/null`,
+    );
+    const screen = () => tmux('capture-pane', '-p', '-t', 'p');
+    // typed literally; a trailing ';' would end a tmux command, so it goes as the key 0x3b
+    const type = (line: string) => {
+      const text = line.endsWith(';') ? line.slice(0, -1) : line;
+      if (text) tmux('send-keys', '-t', 'p', '-l', text);
+      if (line.endsWith(';')) tmux('send-keys', '-t', 'p', '-H', '3b');
+      tmux('send-keys', '-t', 'p', 'Enter');
+    };
+    const waitFor = async (text: RegExp) => {
+      for (let i = 0; i < 100 && !text.test(screen()); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(screen()).toMatch(text);
+    };
+    await waitFor(/^ptrackd=#\s*$/m);
+    type('SELECT ptrack_version();');
+    await waitFor(/ 2\.4\n\(1 row\)/);
+    type('SELEC 1;');
+    await waitFor(/ERROR: {2}near "SELEC": syntax error/);
+    type('SELECT 41 + 1');
+    type('AS answer;');
+    await waitFor(/ptrackd-# AS answer;\n answer\n--------\n +42\n\(1 row\)/);
+    type('\\dt');
+    await waitFor(/ptrack_get_pagemapset\(start_lsn\)/);
+    type('\\q');
+    for (let i = 0; i < 50; i++) {
+      try {
+        tmux('has-session', '-t', 'p');
+        await new Promise((r) => setTimeout(r, 100));
+      } catch {
+        break; // the session ended with the prompt
+      }
+    }
+    expect(() => tmux('has-session', '-t', 'p')).toThrow();
+    expect(readFileSync(join(home, '.ptrackd_history'), 'utf8')).toBe(
+      'SELECT ptrack_version();\nSELEC 1;\nSELECT 41 + 1 AS answer;\n',
+    );
   }, 60_000);
 });

@@ -1,8 +1,15 @@
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
-import { parseLsn } from '../../wal/index.ts';
+import { Catalog } from '../../catalog/index.ts';
+import { loadMapFile, readFileIfExists } from '../../map/index.ts';
+import { QueryEngine } from '../../query/index.ts';
+import { MAP_FILE } from '../../tracker/index.ts';
+import { formatLsn, parseLsn } from '../../wal/index.ts';
 import { ExitError } from '../errors.ts';
-import { formatResult, type OutputFormat, splitStatements } from '../format.ts';
+import { formatResult, type OutputFormat, type ResultSet, splitStatements } from '../format.ts';
+import { interactive } from '../prompt.ts';
 
 const listenOption = {
   type: 'string',
@@ -24,16 +31,66 @@ async function call(
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
-    throw new ExitError(`ptrackd is not running at ${listen} (start it with: ptrackd --slot NAME)`);
+    throw new ExitError(
+      `ptrackd is not running at ${listen} (start it with: ptrackd --slot NAME, or use --offline --data-dir DIR)`,
+    );
   }
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
-/** `ptrackd sql`: runs SQL in the daemon's engine, after it has applied WAL up to the server's position. */
+/** Answers one statement; errors are ExitErrors with the one line to show. */
+export type Answer = (sql: string) => Promise<ResultSet>;
+
+function daemonAnswer(
+  listen: string,
+  wait: { waitLsn?: string; noWait: boolean; timeoutMs: number },
+): Answer {
+  return async (sql) => {
+    const { status, json } = await call(listen, 'POST', '/query', { sql, ...wait });
+    if (status !== 200) throw new ExitError(String(json.error ?? `the daemon answered ${status}`));
+    if (wait.noWait)
+      process.stderr.write(`NOTICE:  answered without waiting, at applied LSN ${json.appliedLsn}\n`);
+    return json as unknown as ResultSet;
+  };
+}
+
+/** The same engine over the last durable checkpoint in the data directory, read-only (daemon stopped). */
+function offlineAnswer(dataDir: string, pgdata: string | undefined): Answer {
+  const catalog = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
+  const state = catalog.mapState();
+  if (!state || state.checkpointLsn === null) throw new ExitError(`${dataDir} holds no map checkpoint yet`);
+  const checkpointLsn = state.checkpointLsn;
+  const loaded = loadMapFile(readFileIfExists(join(dataDir, MAP_FILE)), {
+    entries: state.entries,
+    initLsn: state.initLsn,
+    checkpointLsn,
+    blockCrcs: state.blockCrcs,
+  });
+  const repair =
+    loaded.wholeFileDamage ??
+    (loaded.damagedBlocks.length ? `map blocks ${loaded.damagedBlocks.join(', ')} failed their CRC` : '');
+  if (repair)
+    process.stderr.write(
+      `WARNING:  ${repair}; their entries read as changed at ${formatLsn(checkpointLsn)}\n`,
+    );
+  const engine = new QueryEngine({ map: loaded.map, catalog, pgdata, appliedLsn: () => checkpointLsn });
+  process.stderr.write(
+    `NOTICE:  offline: answers are valid up to the last checkpoint, ${formatLsn(checkpointLsn)}\n`,
+  );
+  return async (sql) => {
+    try {
+      return engine.query(sql);
+    } catch (e) {
+      throw new ExitError((e as Error).message);
+    }
+  };
+}
+
+/** `ptrackd sql`: SQL over ptrack's functions, answered by the daemon once it is fresh, or offline. */
 export function sqlCommand(y: Argv): Argv {
   return y.command(
     'sql [statement]',
-    "Run SQL over ptrack's functions in the running daemon",
+    "Run SQL over ptrack's functions (an interactive prompt when no SQL is given on a terminal)",
     (c) =>
       c
         .positional('statement', { type: 'string', describe: 'SQL to run (several separated by ;)' })
@@ -50,31 +107,51 @@ export function sqlCommand(y: Argv): Argv {
           type: 'string',
           describe: 'answer once WAL up to this LSN is applied (a backup passes its start LSN)',
         })
+        .option('wait', {
+          type: 'boolean',
+          default: true,
+          describe: '--no-wait: answer at once (the applied LSN is shown on stderr)',
+        })
         .option('timeout', { type: 'number', default: 60, describe: 'seconds to wait for freshness' })
+        .option('offline', {
+          type: 'boolean',
+          default: false,
+          describe: "answer from --data-dir's last checkpoint, the daemon stopped",
+        })
+        .option('data-dir', {
+          type: 'string',
+          default: 'ptrackd-data',
+          describe: 'with --offline: the daemon’s data directory',
+        })
+        .option('pgdata', {
+          type: 'string',
+          describe: "with --offline: the server's data directory (else the catalog lists files)",
+        })
         .option('listen', listenOption),
     async (a) => {
       if (a['wait-lsn'] !== undefined) parseLsn(a['wait-lsn']);
+      const answer = a.offline
+        ? offlineAnswer(resolve(a['data-dir']), a.pgdata ? resolve(a.pgdata) : undefined)
+        : daemonAnswer(a.listen, {
+            ...(a['wait-lsn'] ? { waitLsn: a['wait-lsn'] } : {}),
+            noWait: !a.wait,
+            timeoutMs: a.timeout * 1000,
+          });
+      const format = a.format as OutputFormat;
       const script =
         a.command ??
         a.statement ??
         (a.file ? readFileSync(a.file, 'utf8') : process.stdin.isTTY ? undefined : readFileSync(0, 'utf8'));
-      if (script === undefined)
-        throw new ExitError('give a statement, -c SQL, -f FILE, or SQL on standard input', 2);
-      for (const sql of splitStatements(script)) {
-        const { status, json } = await call(a.listen, 'POST', '/query', {
-          sql,
-          ...(a['wait-lsn'] ? { waitLsn: a['wait-lsn'] } : {}),
-          timeoutMs: a.timeout * 1000,
+      if (script === undefined) {
+        await interactive(answer, {
+          format,
+          tuplesOnly: a['tuples-only'],
+          historyFile: join(homedir(), '.ptrackd_history'),
         });
-        if (status !== 200) throw new ExitError(String(json.error ?? `the daemon answered ${status}`));
-        process.stdout.write(
-          formatResult(
-            json as { columns: string[]; rows: unknown[][] },
-            a.format as OutputFormat,
-            a['tuples-only'],
-          ),
-        );
+        return;
       }
+      for (const sql of splitStatements(script))
+        process.stdout.write(formatResult(await answer(sql), format, a['tuples-only']));
     },
   );
 }
