@@ -9,6 +9,7 @@ import { daemonCommand } from './commands/daemon.ts';
 import { dropCommand } from './commands/drop.ts';
 import { sqlCommand, statusCommand } from './commands/sql.ts';
 import { normalizeWaldumpArgs, waldumpCommand } from './commands/waldump.ts';
+import { loadConfig, parseConfig } from './config.ts';
 import { ExitError, UsageError } from './errors.ts';
 
 /** The one entry point, and the only place that exits: every command reports through errors. */
@@ -33,11 +34,16 @@ async function parse(argv: string[]): Promise<number> {
     .scriptName('ptrackd')
     .usage('$0 --slot <slot> [options]  follow a server\n$0 <command> [options]')
     .env('PTRACKD')
+    .config('config', 'a JSON or YAML file of settings (schemas/config.schema.json)', (path) =>
+      parseConfig(path, loadConfig(path)),
+    )
     .strict()
     .help()
     .version(false)
     .wrap(Math.min(110, process.stdout.columns ?? 110))
     .fail((msg, err) => {
+      // yargs wraps what its own checks and the config parser throw in a YError: all usage errors
+      if (err && err.name === 'YError') throw new UsageError(err.message);
       throw err ?? new UsageError(msg);
     });
   await daemonCommand(dropCommand(statusCommand(sqlCommand(waldumpCommand(base))))).parseAsync();

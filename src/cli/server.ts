@@ -44,7 +44,15 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
         appliedLsn: hex(s.appliedLsn),
         checkpointLsn: hex(s.checkpointLsn),
         serverLsn: hex(s.serverLsn),
+        slot: s.slot,
         lagBytes: Math.max(0, s.serverLsn - s.appliedLsn),
+        lagSeconds: s.lagSeconds,
+        retainedWalBytes: Math.max(0, s.serverLsn - s.checkpointLsn),
+        mapSizeMb: s.mapSizeMb,
+        lastGap: s.lastGap && {
+          ...s.lastGap,
+          initLsn: s.lastGap.initLsn === null ? null : hex(s.lastGap.initLsn),
+        },
         reconnects: s.reconnects,
         mapFill: tracker.map.fillRatio(),
       });
@@ -155,6 +163,17 @@ function metrics(tracker: Tracker): client.Registry {
     Math.max(0, tracker.status().serverLsn - tracker.status().appliedLsn),
   );
   gauge('ptrackd_init_lsn_bytes', 'The LSN from which the map is complete', () => tracker.status().initLsn);
+  gauge(
+    'ptrackd_lag_seconds',
+    'How long the oldest WAL not yet applied has waited',
+    () => tracker.status().lagSeconds,
+  );
+  gauge(
+    'ptrackd_retained_wal_bytes',
+    'WAL the slot holds back on the server (server position - checkpoint)',
+    () => Math.max(0, tracker.status().serverLsn - tracker.status().checkpointLsn),
+  );
+  gauge('ptrackd_gaps', 'Gaps in the tracked history since the map was created', () => tracker.status().gaps);
   gauge('ptrackd_reconnects', 'Replication reconnects since start', () => tracker.status().reconnects);
   return registry;
 }

@@ -26,6 +26,7 @@ export interface TrackerOptions {
 }
 
 export interface TrackerStatus {
+  readonly slot: string;
   readonly server: ServerInfo | null;
   readonly streaming: boolean;
   readonly initLsn: Lsn;
@@ -33,6 +34,12 @@ export interface TrackerStatus {
   readonly checkpointLsn: Lsn;
   readonly serverLsn: Lsn;
   readonly reconnects: number;
+  /** Seconds the oldest WAL not yet applied has been waiting (0 when caught up). */
+  readonly lagSeconds: number;
+  readonly mapSizeMb: number;
+  readonly gaps: number;
+  /** The last gap in the history, if any. */
+  readonly lastGap: { readonly at: string; readonly initLsn: Lsn | null; readonly reason: string } | null;
 }
 
 /**
@@ -60,6 +67,7 @@ export class Tracker {
   #serverLsn: Lsn = 0;
   #lastCheckpointAt = Date.now();
   #reconnects = 0;
+  #behindSince: number | undefined;
   #stopping = false;
   /** Why the slot lost WAL we needed, when #inspectSlot found out. */
   #lostWal: string | undefined;
@@ -80,7 +88,17 @@ export class Tracker {
   }
 
   status(): TrackerStatus {
+    const behind = this.#appliedLsn < this.#serverLsn;
+    if (!behind) this.#behindSince = undefined;
+    else this.#behindSince ??= Date.now();
+    const gaps = this.#catalog?.history().filter((h) => h.kind === 'gap') ?? [];
+    const lastGap = gaps.at(-1);
     return {
+      slot: this.#o.slot,
+      gaps: gaps.length,
+      lagSeconds: this.#behindSince === undefined ? 0 : (Date.now() - this.#behindSince) / 1000,
+      mapSizeMb: this.#catalog?.mapState()?.mapSizeMb ?? 0,
+      lastGap: lastGap ? { at: lastGap.at, initLsn: lastGap.initLsn, reason: lastGap.reason } : null,
       server: this.#server,
       streaming: this.#stream !== undefined,
       initLsn: this.#catalog?.mapState()?.initLsn ?? 0,

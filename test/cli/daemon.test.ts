@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +117,23 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     expect(old.code).toBe(1);
     expect(old.stderr).toMatch(/older than init_lsn .* take a full backup/);
     expect((await run(['sql', '--wait-lsn', 'zz', 'SELECT 1'])).stderr).toMatch(/invalid LSN "zz"/);
+    const text = await run(['status']);
+    expect(text.stdout).toMatch(/^slot +ptrack, holding back \d+ bytes of WAL on the server$/m);
+    expect(text.stdout).toMatch(/^map size +8 MB$/m);
+    expect(text.stdout).toMatch(/^last gap +none$/m);
+    const timeout = await run(['sql', '--wait-lsn', 'FFFF/0', '--timeout', '1', 'SELECT 1']);
+    expect(timeout.code).toBe(1);
+    expect(timeout.stderr).toMatch(
+      /timed out after 1000 ms waiting for FFFF\/0: applied up to [0-9A-F]+\/[0-9A-F]+, \d+ bytes behind/,
+    );
+    const config = join(dataDir, '..', `ptrackd-config-${daemon!.listen}.json`);
+    writeFileSync(config, JSON.stringify({ listen: `127.0.0.1:${daemon!.listen}` }));
+    const viaConfig = await runPtrackd(['sql', '--config', config, '-t', '-c', 'SELECT ptrack_version()']);
+    const viaEnv = await runPtrackd(['sql', '-t', '-c', 'SELECT ptrack_version()'], {
+      env: { PTRACKD_LISTEN: `127.0.0.1:${daemon!.listen}` },
+    });
+    expect([viaConfig.stdout, viaEnv.stdout]).toEqual([' 2.4\n', ' 2.4\n']);
+    rmSync(config);
     const table = await run(['sql', 'SELECT ptrack_version() AS version']);
     expect(table.stdout).toBe(' version\n---------\n 2.4\n(1 row)\n\n');
   });

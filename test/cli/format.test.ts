@@ -40,6 +40,40 @@ describe('output formats', () => {
     );
   });
 
+  it('a pagemapset with a segment file, forks and a non-default tablespace, in every format', () => {
+    const rows = {
+      columns: ['path', 'pagecount', 'pagemap'],
+      rows: [
+        ['base/5/16384.1', 1, '\\x0800'],
+        ['base/5/16384_vm', 1, '\\x01'],
+        ['pg_tblspc/16439/PG_15_202209061/5/16440', 2, '\\x0c'],
+      ],
+    };
+    expect(formatTable(rows)).toBe(
+      [
+        '                  path                   | pagecount | pagemap',
+        '-----------------------------------------+-----------+---------',
+        ' base/5/16384.1                          |         1 | \\x0800',
+        ' base/5/16384_vm                         |         1 | \\x01',
+        ' pg_tblspc/16439/PG_15_202209061/5/16440 |         2 | \\x0c',
+        '(3 rows)',
+        '',
+        '',
+      ].join('\n'),
+    );
+    expect(formatCsv(rows)).toBe(
+      'path,pagecount,pagemap\r\nbase/5/16384.1,1,\\x0800\r\nbase/5/16384_vm,1,\\x01\r\npg_tblspc/16439/PG_15_202209061/5/16440,2,\\x0c\r\n',
+    );
+    expect(formatTsv(rows, true)).toBe(
+      'base/5/16384.1\t1\t\\\\x0800\nbase/5/16384_vm\t1\t\\\\x01\npg_tblspc/16439/PG_15_202209061/5/16440\t2\t\\\\x0c\n',
+    );
+    expect(JSON.parse(formatJson(rows))[2]).toEqual({
+      path: 'pg_tblspc/16439/PG_15_202209061/5/16440',
+      pagecount: 2,
+      pagemap: '\\x0c',
+    });
+  });
+
   it('csv (RFC 4180), tsv and json', () => {
     const tricky = {
       columns: ['path', 'note'],

@@ -187,12 +187,20 @@ export function statusCommand(y: Argv): Argv {
           ['applied LSN', json.appliedLsn],
           ['checkpoint LSN', `${json.checkpointLsn} (the slot's flush position)`],
           ['server LSN', json.serverLsn],
-          ['lag', `${json.lagBytes} bytes`],
+          ['slot', `${json.slot}, holding back ${json.retainedWalBytes} bytes of WAL on the server`],
+          ['lag', `${json.lagBytes} bytes, ${Number(json.lagSeconds).toFixed(1)} s`],
+          ['map size', `${json.mapSizeMb} MB`],
           [
             'map fill',
             `${(Number(json.mapFill) * 100).toFixed(2)}% (estimated false positives ${(Number(json.mapFill) ** 2 * 100).toFixed(4)}%)`,
           ],
           ['reconnects', String(json.reconnects)],
+          [
+            'last gap',
+            json.lastGap
+              ? `${(json.lastGap as { at: string }).at}: ${(json.lastGap as { reason: string }).reason}`
+              : 'none',
+          ],
         ];
         for (const [k, v] of lines) process.stdout.write(`${String(k).padEnd(16)}${v}\n`);
       }
