@@ -105,7 +105,12 @@ export class QueryEngine {
 
   /** Runs one SQL statement; errors from SQLite or from ptrack's functions are thrown as they are. */
   query(sql: string): QueryResult {
-    const stmt = this.#db.prepare(sql);
+    let stmt: Database.Statement;
+    try {
+      stmt = this.#db.prepare(sql);
+    } catch (e) {
+      throw withPosition(e as Error, sql);
+    }
     if (!stmt.reader) {
       stmt.run();
       return { columns: [], rows: [] };
@@ -146,6 +151,17 @@ export class QueryEngine {
     if (!state) throw new QueryError('tracking has not started: the catalog holds no map');
     return state;
   }
+}
+
+/**
+ * SQLite names the token a syntax error is near; where that token occurs once in the statement, add
+ * its position, as psql shows one. (A token that occurs twice gets no position rather than a wrong one.)
+ */
+function withPosition(e: Error, sql: string): Error {
+  const near = /near "([^"]+)": syntax error/.exec(e.message);
+  const at = near ? sql.indexOf(near[1]) : -1;
+  if (at >= 0 && sql.indexOf(near![1], at + 1) < 0) e.message = `${e.message} at character ${at + 1}`;
+  return e;
 }
 
 /** SQLite stores a JS number from a table function as REAL ('x' || 5 would be 'x5.0'); a BigInt is an INTEGER. */

@@ -175,7 +175,11 @@ describe('the SQL engine', () => {
   });
 
   it('reports SQL errors with SQLite’s message', () => {
-    expect(() => engines.pgdata.query('SELEC 1')).toThrow(/syntax error/);
+    expect(() => engines.pgdata.query('SELEC 1')).toThrow('near "SELEC": syntax error at character 1');
+    expect(() => engines.pgdata.query("SELECT path FROM ptrack_get_pagemapset('0/1') WHER x")).toThrow(
+      /near "x": syntax error at character 52$/,
+    );
+    expect(() => engines.pgdata.query('SELECT 1 FROM x WHER 1')).toThrow(/near "1": syntax error$/);
     expect(() => engines.pgdata.query('SELECT nope()')).toThrow(/no such function: nope/);
   });
 });
