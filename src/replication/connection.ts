@@ -1,8 +1,9 @@
 import pg from 'pg';
-import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import { formatLsn, type Lsn, MAGIC_TO_MAJOR, parseLsn } from '../wal/index.ts';
 import { PrimaryKeepalive, parseCopyData, standbyStatusUpdate, XLogData } from './messages.ts';
 
-export const SUPPORTED_MAJORS = [13, 14, 15, 16, 17, 18];
+/** The versions whose WAL the decoder reads. */
+export const SUPPORTED_MAJORS = [...MAGIC_TO_MAJOR.values()];
 
 /** What ptrackd needs to know about the server before it follows it. */
 export interface ServerInfo {

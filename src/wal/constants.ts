@@ -10,8 +10,6 @@ export const MAGIC_TO_MAJOR: ReadonlyMap<number, number> = new Map([
   [0xd118, 18],
 ]);
 
-export const SUPPORTED_MAJORS = [13, 14, 15, 16, 17, 18] as const;
-
 export const SIZE_OF_SHORT_PAGE_HEADER = 24;
 export const SIZE_OF_LONG_PAGE_HEADER = 40;
 export const SIZE_OF_XLOG_RECORD = 24;
@@ -86,7 +84,6 @@ export function isValidRmid(rmid: number, major: number): boolean {
 export const ForkNumber = { main: 0, fsm: 1, vm: 2, init: 3 } as const;
 export const MAX_FORKNUM = 3;
 export const FORK_NAMES = ['main', 'fsm', 'vm', 'init'] as const;
-export type ForkName = (typeof FORK_NAMES)[number];
 
 export const XLOG_SWITCH = 0x40;
 

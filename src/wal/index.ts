@@ -1,6 +1,5 @@
 export {
   FORK_NAMES,
-  type ForkName,
   ForkNumber,
   heapBlocksPerVmPage,
   MAGIC_TO_MAJOR,
