@@ -134,6 +134,15 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     });
     expect([viaConfig.stdout, viaEnv.stdout]).toEqual([' 2.4\n', ' 2.4\n']);
     rmSync(config);
+    const script = join(dataDir, '..', `ptrackd-script-${daemon!.listen}.sql`);
+    writeFileSync(script, "SELECT ptrack_version(); -- first\nSELECT 'a;b' AS s;\n");
+    expect((await run(['sql', '-t', '--format', 'csv', '-f', script])).stdout).toBe('2.4\r\na;b\r\n');
+    rmSync(script);
+    const piped = await runPtrackd(
+      ['sql', '-t', '--format', 'tsv', '--listen', `127.0.0.1:${daemon!.listen}`],
+      { input: 'SELECT 1;\nSELECT 2;' },
+    );
+    expect(piped.stdout).toBe('1\n2\n');
     const table = await run(['sql', 'SELECT ptrack_version() AS version']);
     expect(table.stdout).toBe(' version\n---------\n 2.4\n(1 row)\n\n');
   });
