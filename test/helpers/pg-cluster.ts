@@ -72,25 +72,7 @@ export class PgCluster {
     cluster.port = await freePort();
     const conf = join(cluster.dataDir, 'postgresql.auto.conf');
     writeFileSync(conf, `${readFileSync(conf, 'utf8')}\nport = ${cluster.port}\n`);
-    try {
-      cluster.run('pg_ctl', [
-        '-D',
-        cluster.dataDir,
-        '-l',
-        join(dir, 'server.log'),
-        '-w',
-        '-t',
-        '120',
-        'start',
-      ]);
-    } catch (e) {
-      const log = existsSync(join(dir, 'server.log'))
-        ? readFileSync(join(dir, 'server.log'), 'utf8')
-        : '(no server log)';
-      throw new Error(
-        `the server would not start on ${cluster.dataDir}: ${(e as Error).message}\n${log.split('\n').slice(-15).join('\n')}`,
-      );
-    }
+    cluster.#startServer(120);
     cluster.#running = true;
     return cluster;
   }
@@ -133,16 +115,7 @@ export class PgCluster {
       writeFileSync(join(cluster.dataDir, 'postgresql.auto.conf'), `${conf}\n`);
       cluster.#ownByServerUser(join(cluster.dataDir, 'postgresql.auto.conf'));
       try {
-        cluster.run('pg_ctl', [
-          '-D',
-          cluster.dataDir,
-          '-l',
-          join(dir, 'server.log'),
-          '-w',
-          '-t',
-          '60',
-          'start',
-        ]);
+        cluster.#startServer(60);
         cluster.#running = true;
         return cluster;
       } catch (e) {
@@ -235,6 +208,19 @@ export class PgCluster {
     }
     rmSync(this.dir, { recursive: true, force: true });
     live.delete(this);
+  }
+
+  /** pg_ctl start; a server that will not start is an error carrying the end of its log. */
+  #startServer(timeoutSeconds: number): void {
+    const log = join(this.dir, 'server.log');
+    try {
+      this.run('pg_ctl', ['-D', this.dataDir, '-l', log, '-w', '-t', String(timeoutSeconds), 'start']);
+    } catch (e) {
+      const tail = existsSync(log)
+        ? readFileSync(log, 'utf8').split('\n').slice(-15).join('\n')
+        : '(no server log)';
+      throw new Error(`the server would not start on ${this.dataDir}: ${(e as Error).message}\n${tail}`);
+    }
   }
 
   #ownByServerUser(path: string): void {
