@@ -133,6 +133,8 @@ export class Tracker {
   }
 
   async #connect(): Promise<Lsn> {
+    // A timeline that ended leaves its connection open; a new one replaces it.
+    await this.#connection?.close().catch(() => {});
     const connection = await ReplicationConnection.connect(this.#o.connection);
     this.#connection = connection;
     const server = await connection.serverInfo();
