@@ -22,6 +22,8 @@ export interface TrackerOptions {
   readonly checkpointIntervalMs: number;
   readonly checkpointWalBytes: number;
   readonly createSlot: boolean;
+  /** While behind the server by 1 MB or more, a progress line this often (ms). */
+  readonly progressIntervalMs?: number;
   readonly log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -290,12 +292,38 @@ export class Tracker {
       },
       Math.min(1000, this.#o.checkpointIntervalMs),
     );
+    const progress = this.#progressReporter();
     try {
       await stream.done;
     } finally {
       clearInterval(timer);
+      clearInterval(progress);
       this.#stream = undefined;
     }
+  }
+
+  /** During catch-up: how far behind, how fast, and when it should be done. */
+  #progressReporter(): ReturnType<typeof setInterval> {
+    const every = this.#o.progressIntervalMs ?? 10_000;
+    let last = { at: Date.now(), applied: this.#appliedLsn };
+    return setInterval(() => {
+      const now = Date.now();
+      const behind = this.#serverLsn - this.#appliedLsn;
+      const rate = ((this.#appliedLsn - last.applied) * 1000) / Math.max(1, now - last.at);
+      last = { at: now, applied: this.#appliedLsn };
+      if (behind < 1 << 20) return;
+      const eta = rate > 0 ? behind / rate : Number.POSITIVE_INFINITY;
+      const etaText = Number.isFinite(eta) ? `${eta.toFixed(0)} s` : 'unknown';
+      this.#o.log(
+        'info',
+        `catching up: ${(behind / 2 ** 20).toFixed(1)} MB behind, ${(rate / 2 ** 20).toFixed(1)} MB/s, ETA ${etaText}`,
+        {
+          behindBytes: behind,
+          bytesPerSecond: Math.round(rate),
+          etaSeconds: Number.isFinite(eta) ? Math.round(eta) : null,
+        },
+      );
+    }, every);
   }
 
   #checkpointDue(): boolean {

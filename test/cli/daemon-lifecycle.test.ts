@@ -117,6 +117,17 @@ describe('the daemon across restarts: map size, server crashes, walsender loss, 
     expect(status.initLsn).toBe(formatLsn(history().state.initLsn));
   }, 120_000);
 
+  it('says how far behind it is, how fast it goes and when it will be done, while catching up', async () => {
+    expect(await daemon!.stop('SIGTERM')).toBe(0);
+    await cluster.client('pgbench', ['-i', '-q', '-s', '10']);
+    daemon = await DaemonProcess.start(cluster, dataDir, ['--map-size', '8', '--progress-interval', '0.05']);
+    const lines = daemon.output.split('\n').filter((l) => l.includes('catching up'));
+    expect(lines.length).toBeGreaterThan(0);
+    const first = JSON.parse(lines[0]);
+    expect(first.msg).toMatch(/^catching up: [\d.]+ MB behind, [\d.]+ MB\/s, ETA (\d+ s|unknown)$/);
+    expect(first.behindBytes).toBeGreaterThanOrEqual(1 << 20);
+  }, 120_000);
+
   it('ptrackd drop --yes removes the slot and the data directory, and nothing else', async () => {
     expect(await daemon!.stop('SIGTERM')).toBe(0);
     daemon = undefined;

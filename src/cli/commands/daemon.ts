@@ -38,6 +38,11 @@ export function daemonCommand(y: Argv): Argv {
           describe:
             'map size in MB (ptrack.map_size) for a new map; default: cluster size / 1024, at least 64',
         })
+        .option('progress-interval', {
+          type: 'number',
+          default: 10,
+          describe: 'seconds between progress lines while catching up',
+        })
         .option('reinit', {
           type: 'boolean',
           default: false,
@@ -70,7 +75,12 @@ export function daemonCommand(y: Argv): Argv {
               `--map-size is in MB, a whole number from 1 to ${MAX_MAP_SIZE_MB}, not ${a['map-size']}`,
             );
           }
-          for (const name of ['checkpoint-interval', 'checkpoint-wal', 'ready-max-lag'] as const) {
+          for (const name of [
+            'checkpoint-interval',
+            'checkpoint-wal',
+            'ready-max-lag',
+            'progress-interval',
+          ] as const) {
             if (!(a[name] > 0)) throw new UsageError(`--${name} must be a positive number, not ${a[name]}`);
           }
           splitListen(a.listen);
@@ -86,6 +96,7 @@ export function daemonCommand(y: Argv): Argv {
         connection,
         mapSizeMb: a['map-size'],
         reinit: a.reinit,
+        progressIntervalMs: a['progress-interval'] * 1000,
         checkpointIntervalMs: a['checkpoint-interval'] * 1000,
         checkpointWalBytes: a['checkpoint-wal'],
         createSlot: a['create-slot'],
