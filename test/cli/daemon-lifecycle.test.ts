@@ -3,11 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
-import { tablespaceVersionDir } from '../../src/query/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
-import { pagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
+import { clusterPagesChangedSince } from '../helpers/oracle.ts';
 import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
 
 describe('the daemon across restarts: map size, server crashes, walsender loss, drop', () => {
@@ -92,24 +91,8 @@ describe('the daemon across restarts: map size, server crashes, walsender loss, 
     await cluster.client('pgbench', ['-n', '-c', '2', '-t', '100']);
     await cluster.sql('CHECKPOINT');
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
-    const { rows } = await daemon!.query(
-      `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
-      end,
-    );
-    const reported = reportedBlocks(
-      (rows as [string, string][]).map(([path, hex]) => ({
-        path,
-        pagemap: Buffer.from(hex.slice(2), 'hex'),
-      })),
-    );
-    const [num, cat] = (
-      await cluster.sql(
-        `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
-      )
-    )
-      .split('|')
-      .map(Number);
-    const expected = pagesChangedSince(cluster.dataDir, tablespaceVersionDir(num, cat), since);
+    const reported = await daemon!.changedBlocks(since, end);
+    const expected = await clusterPagesChangedSince(cluster, since);
     expect(expected.size).toBeGreaterThan(1000);
     expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
     const status = JSON.parse((await daemon!.http('GET', '/status')).text);

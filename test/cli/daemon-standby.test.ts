@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
-import { tablespaceVersionDir } from '../../src/query/index.ts';
-import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { parseLsn } from '../../src/wal/index.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
-import { pagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
+import { clusterPagesChangedSince } from '../helpers/oracle.ts';
 import { PgCluster } from '../helpers/pg-cluster.ts';
 
 /** A standby with its own slot and its own ptrackd; after promotion tracking goes on, on timeline 2, with no gap. */
@@ -63,24 +62,8 @@ describe('ptrackd on a standby, through its promotion', () => {
     await standby.client('pgbench', ['-n', '-c', '2', '-t', '200']);
     await standby.sql('CREATE TABLE after_promotion AS SELECT generate_series(1, 5000) AS i; CHECKPOINT');
     const end = await standby.sql('SELECT pg_current_wal_flush_lsn()');
-    const { rows } = await daemon.query(
-      `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
-      end,
-    );
-    const reported = reportedBlocks(
-      (rows as [string, string][]).map(([path, hex]) => ({
-        path,
-        pagemap: Buffer.from(hex.slice(2), 'hex'),
-      })),
-    );
-    const [num, cat] = (
-      await standby.sql(
-        `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
-      )
-    )
-      .split('|')
-      .map(Number);
-    const expected = pagesChangedSince(standby.dataDir, tablespaceVersionDir(num, cat), since);
+    const reported = await daemon.changedBlocks(since, end);
+    const expected = await clusterPagesChangedSince(standby, since);
     expect(expected.size).toBeGreaterThan(500);
     expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
 

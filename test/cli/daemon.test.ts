@@ -4,12 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
-import { tablespaceVersionDir } from '../../src/query/index.ts';
-import { formatLsn, type Lsn, parseLsn } from '../../src/wal/index.ts';
+import { parseLsn } from '../../src/wal/index.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
-import { pagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
+import { clusterPagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
 import { PgCluster } from '../helpers/pg-cluster.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
 
@@ -21,25 +20,6 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
 
   const startDaemon = async () => {
     daemon = await DaemonProcess.start(cluster, dataDir);
-  };
-  const pagemapset = async (since: Lsn, waitLsn: string) => {
-    const { rows } = await daemon!.query(
-      `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
-      waitLsn,
-    );
-    return reportedBlocks(
-      (rows as [string, string][]).map(([path, hex]) => ({
-        path,
-        pagemap: Buffer.from(hex.slice(2), 'hex'),
-      })),
-    );
-  };
-  const oracle = async (since: Lsn) => {
-    const version = await cluster.sql(
-      `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
-    );
-    const [num, cat] = version.split('|').map(Number);
-    return pagesChangedSince(cluster.dataDir, tablespaceVersionDir(num, cat), since);
   };
   const checkpointLsn = () => {
     const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
@@ -68,7 +48,10 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
     await runWorkloadMix(cluster);
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
-    const [expected, reported] = [await oracle(since), await pagemapset(since, end)];
+    const [expected, reported] = [
+      await clusterPagesChangedSince(cluster, since),
+      await daemon!.changedBlocks(since, end),
+    ];
     expect(expected.size).toBeGreaterThan(1000);
     expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
     const metrics = await daemon!.http('GET', '/metrics');
@@ -100,7 +83,7 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
         .map((l) => l.split(','))
         .map(([path, hex]) => ({ path, pagemap: Buffer.from(hex.slice(2), 'hex') })),
     );
-    const expected = await oracle(parseLsn(x));
+    const expected = await clusterPagesChangedSince(cluster, parseLsn(x));
     expect(expected.size).toBeGreaterThan(100);
     expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
   }, 120_000);
@@ -159,7 +142,10 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     await load;
     await cluster.sql('CHECKPOINT');
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
-    const [expected, reported] = [await oracle(since), await pagemapset(since, end)];
+    const [expected, reported] = [
+      await clusterPagesChangedSince(cluster, since),
+      await daemon!.changedBlocks(since, end),
+    ];
     expect(expected.size).toBeGreaterThan(100);
     expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
   }, 120_000);
@@ -169,7 +155,7 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
       'CREATE TABLE after_term (i int); INSERT INTO after_term SELECT generate_series(1, 100)',
     );
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
-    await pagemapset(parseLsn(end), end); // caught up
+    await daemon!.changedBlocks(parseLsn(end), end); // caught up
     expect(await daemon!.stop('SIGTERM')).toBe(0);
     expect(checkpointLsn()).toBeGreaterThanOrEqual(parseLsn(end));
     expect(await slotLsn()).toBe(checkpointLsn());

@@ -2,11 +2,10 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tablespaceVersionDir } from '../../src/query/index.ts';
 import { parseLsn } from '../../src/wal/index.ts';
 import { applyIncremental, copyFull, copyWal, LowLevelBackup } from '../helpers/backup.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
-import { pagesChangedSince } from '../helpers/oracle.ts';
+import { clusterPagesChangedSince } from '../helpers/oracle.ts';
 import { PgCluster } from '../helpers/pg-cluster.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
 
@@ -127,14 +126,7 @@ describe.each([
       );
       expect(bad, `database ${db}`).toBe('0');
     }
-    const [num, cat] = (
-      await source.sql(
-        `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
-      )
-    )
-      .split('|')
-      .map(Number);
-    const changed = pagesChangedSince(source.dataDir, tablespaceVersionDir(num, cat), parseLsn(since)).size;
+    const changed = (await clusterPagesChangedSince(source, parseLsn(since))).size;
     let reported = 0;
     for (const [path, map] of pagemaps)
       if (!/_fsm/.test(path)) for (const byte of map) for (let b = byte; b; b &= b - 1) reported++;

@@ -1,6 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { formatLsn, type Lsn } from '../../src/wal/index.ts';
 import { REPO_ROOT } from './fixtures.ts';
+import { reportedBlocks } from './oracle.ts';
 import { freePort, type PgCluster } from './pg-cluster.ts';
 
 export interface QueryAnswer {
@@ -84,6 +86,20 @@ export class DaemonProcess {
     const res = await this.http('POST', '/query', { sql, ...(waitLsn ? { waitLsn } : {}) });
     if (res.status !== 200) throw new Error(`query failed (${res.status}): ${res.text}`);
     return JSON.parse(res.text);
+  }
+
+  /** The blocks ptrack_get_pagemapset(since) reports, as `path block`, once WAL up to waitLsn is applied. */
+  async changedBlocks(since: Lsn, waitLsn: string): Promise<Set<string>> {
+    const { rows } = await this.query(
+      `SELECT path, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}')`,
+      waitLsn,
+    );
+    return reportedBlocks(
+      (rows as [string, string][]).map(([path, hex]) => ({
+        path,
+        pagemap: Buffer.from(hex.slice(2), 'hex'),
+      })),
+    );
   }
 
   /** Sends a signal and resolves with the exit code. */

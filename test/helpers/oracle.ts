@@ -1,7 +1,8 @@
 import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { type PagemapRow, relationFilesInPgdata } from '../../src/query/index.ts';
+import { type PagemapRow, relationFilesInPgdata, tablespaceVersionDir } from '../../src/query/index.ts';
 import type { Lsn } from '../../src/wal/index.ts';
+import type { PgCluster } from './pg-cluster.ts';
 
 /**
  * The page-LSN oracle (design.md §6): after a CHECKPOINT, every page of every main and VM fork in PGDATA
@@ -37,4 +38,13 @@ export function reportedBlocks(rows: Iterable<Pick<PagemapRow, 'path' | 'pagemap
       if (row.pagemap[b >> 3] & (1 << (b & 7))) out.add(`${row.path} ${b}`);
   }
   return out;
+}
+
+/** The oracle on a live cluster: asks it for its tablespace directory name, then walks its PGDATA. */
+export async function clusterPagesChangedSince(cluster: PgCluster, since: Lsn): Promise<Set<string>> {
+  const version = await cluster.sql(
+    `SELECT current_setting('server_version_num'), catalog_version_no FROM pg_control_system()`,
+  );
+  const [num, cat] = version.split('|').map(Number);
+  return pagesChangedSince(cluster.dataDir, tablespaceVersionDir(num, cat), since);
 }
