@@ -25,6 +25,7 @@ export class WalApplier {
   #pending = new Map<string, Observation>();
   #ops: CatalogOp[] = [];
   #appliedLsn: Lsn;
+  #blocksMarked = 0;
 
   constructor(map: PtrackMap, blockSize: number, startLsn: Lsn) {
     this.#map = map;
@@ -50,6 +51,11 @@ export class WalApplier {
     this.#appliedLsn = rec.endLsn;
   }
 
+  /** Block marks made so far, explicit and implied. */
+  get blocksMarked(): number {
+    return this.#blocksMarked;
+  }
+
   takeOps(): CatalogOp[] {
     this.#flushObservations();
     const ops = this.#ops;
@@ -67,6 +73,7 @@ export class WalApplier {
     rec: DecodedRecord,
   ): void {
     this.#map.markBlock(spc, db, rel, fork, block, lsn);
+    this.#blocksMarked++;
     const key = `${spc}/${db}/${rel}/${fork}`;
     const seen = this.#pending.get(key);
     if (seen) {

@@ -1,12 +1,17 @@
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
+import { Piscina } from 'piscina';
 import { Catalog } from '../catalog/index.ts';
 import { entriesForMapSize, MAX_MAP_SIZE_MB, PtrackMap } from '../map/index.ts';
 import { ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
-import { formatLsn, type Lsn, parseLsn, WalStreamDecoder } from '../wal/index.ts';
-import { WalApplier } from './apply.ts';
+import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import type { ChunkResult, ChunkTask } from './chunk.ts';
 import { checkpointMap, loadCheckpointedMap } from './map-store.ts';
+import { ChunkPipeline } from './pipeline.ts';
+
+const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
 
 export interface TrackerOptions {
   readonly dataDir: string;
@@ -22,6 +27,11 @@ export interface TrackerOptions {
   readonly checkpointIntervalMs: number;
   readonly checkpointWalBytes: number;
   readonly createSlot: boolean;
+  /** Decoder worker threads (default: the number of cores). */
+  readonly workers?: number;
+  /** The shared WAL window and the chunks cut from it, in bytes (tests make them small). */
+  readonly windowBytes?: number;
+  readonly chunkBytes?: number;
   /** While behind the server by 1 MB or more, a progress line this often (ms). */
   readonly progressIntervalMs?: number;
   readonly log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
@@ -36,6 +46,12 @@ export interface TrackerStatus {
   readonly checkpointLsn: Lsn;
   readonly serverLsn: Lsn;
   readonly reconnects: number;
+  /** The end of the WAL received from the server. */
+  readonly receivedLsn: Lsn;
+  readonly recordsApplied: number;
+  readonly blocksMarked: number;
+  /** How long the last checkpoint took, in seconds. */
+  readonly checkpointSeconds: number;
   /** Seconds the oldest WAL not yet applied has been waiting (0 when caught up). */
   readonly lagSeconds: number;
   readonly mapSizeMb: number;
@@ -58,13 +74,18 @@ export class Tracker {
   #server: ServerInfo | null = null;
   #connection: ReplicationConnection | undefined;
   #stream: WalStream | undefined;
-  #applier: WalApplier | undefined;
+  #pool: Piscina<ChunkTask, ChunkResult> | undefined;
+  #pipeline: ChunkPipeline | undefined;
   /**
-   * How far WAL is applied: the decoder's resumeLsn, just past its last complete record and any
-   * alignment padding. It is where decoding resumes and what the server's own positions (the next
-   * record's start) are compared with.
+   * How far WAL is applied: just past the last complete record and any alignment padding (a decoder's
+   * resumeLsn). It is where decoding resumes and what the server's own positions (the next record's
+   * start) are compared with.
    */
   #appliedLsn: Lsn = 0;
+  #receivedLsn: Lsn = 0;
+  #recordsApplied = 0;
+  #blocksMarked = 0;
+  #checkpointSeconds = 0;
   #checkpointLsn: Lsn = 0;
   #serverLsn: Lsn = 0;
   #lastCheckpointAt = Date.now();
@@ -108,6 +129,10 @@ export class Tracker {
       checkpointLsn: this.#checkpointLsn,
       serverLsn: this.#serverLsn,
       reconnects: this.#reconnects,
+      receivedLsn: this.#receivedLsn,
+      recordsApplied: this.#recordsApplied,
+      blocksMarked: this.#blocksMarked,
+      checkpointSeconds: this.#checkpointSeconds,
     };
   }
 
@@ -121,17 +146,29 @@ export class Tracker {
       this.#catalog?.close();
       throw e;
     }
+    this.#pool = new Piscina({
+      filename: DECODE_WORKER,
+      minThreads: this.#workers,
+      maxThreads: this.#workers,
+      idleTimeout: Number.POSITIVE_INFINITY,
+    });
     this.#running = this.#follow(resume);
   }
 
   /** Writes a final checkpoint, reports it to the server while the stream is still open, then stops (SIGTERM). */
   async stop(): Promise<void> {
     this.#stopping = true;
-    if (this.#applier) this.#checkpoint('shutdown');
+    await this.#pipeline?.settle().catch(() => {});
+    if (this.#map) this.#checkpoint('shutdown');
     this.#stream?.stop();
     await this.#running?.catch(() => {});
     await this.#connection?.close().catch(() => {});
+    await this.#pool?.destroy();
     this.#catalog?.close();
+  }
+
+  get #workers(): number {
+    return this.#o.workers ?? availableParallelism();
   }
 
   async #connect(): Promise<Lsn> {
@@ -182,7 +219,6 @@ export class Tracker {
       this.#map = loaded.map;
       this.#checkpointLsn = loaded.resumeLsn;
       this.#appliedLsn = loaded.resumeLsn;
-      this.#applier = new WalApplier(loaded.map, server.blockSize, loaded.resumeLsn);
       this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
     }
     // A slot that had to be created again, or that kept less than we need, may start after our position.
@@ -215,7 +251,6 @@ export class Tracker {
     this.#map = map;
     this.#appliedLsn = restart;
     this.#checkpointLsn = 0;
-    this.#applier = new WalApplier(map, this.#server!.blockSize, restart);
     this.#checkpoint('initial');
     this.#o.log(kind === 'gap' ? 'warn' : 'info', `tracking from ${formatLsn(restart)} (${why})`);
     return restart;
@@ -267,22 +302,39 @@ export class Tracker {
   /** One START_REPLICATION from `startLsn` (where the last complete record applied ends) until it ends. */
   async #stream1(startLsn: Lsn): Promise<void> {
     const server = this.#server!;
-    const decoder = new WalStreamDecoder({
-      startLsn,
-      segmentSize: server.segmentSize,
-      major: server.major,
-      blockSize: server.blockSize,
+    const pool = this.#pool!;
+    this.#receivedLsn = startLsn;
+    const pipeline = new ChunkPipeline({
+      start: startLsn,
+      task: {
+        map: this.map.buffer,
+        segmentSize: server.segmentSize,
+        blockSize: server.blockSize,
+        major: server.major,
+      },
+      pageSize: server.walBlockSize,
+      windowSize: this.#o.windowBytes ?? 64 << 20,
+      chunkSize: this.#o.chunkBytes ?? 4 << 20,
+      maxInFlight: 2 * this.#workers,
+      flushDelayMs: 5,
+      run: (task) => pool.run(task),
+      onApplied: (ops, applied, records, blocks) => {
+        this.catalog.applyOps(ops);
+        this.#appliedLsn = applied;
+        this.#recordsApplied += records;
+        this.#blocksMarked += blocks;
+        if (this.#checkpointDue()) this.#checkpoint('periodic');
+      },
+      onDrain: () => stream.resume(),
+      onWarn: (m) => this.#o.log('warn', m),
     });
-    const applier = this.#applier!;
+    this.#pipeline = pipeline;
     const stream = this.#connection!.startReplication(this.#o.slot, startLsn, server.timeline, {
       positions: () => this.#checkpointLsn,
       onWal: (m) => {
         this.#serverLsn = Math.max(this.#serverLsn, m.walEnd);
-        decoder.feed(m.bytes, m.walStart);
-        for (let r = decoder.next(); r !== null; r = decoder.next()) applier.apply(r);
-        this.catalog.applyOps(applier.takeOps());
-        this.#appliedLsn = decoder.resumeLsn;
-        if (this.#checkpointDue()) this.#checkpoint('periodic');
+        if (pipeline.push(m.bytes, m.walStart)) stream.pause();
+        this.#receivedLsn = pipeline.receivedLsn;
       },
     });
     this.#stream = stream;
@@ -294,11 +346,13 @@ export class Tracker {
     );
     const progress = this.#progressReporter();
     try {
-      await stream.done;
+      await Promise.race([stream.done, pipeline.failed]);
     } finally {
       clearInterval(timer);
       clearInterval(progress);
       this.#stream = undefined;
+      await pipeline.close();
+      this.#pipeline = undefined;
     }
   }
 
@@ -338,13 +392,14 @@ export class Tracker {
   /** Durable map file + catalog record, and only then the slot's flush position. */
   #checkpoint(why: string): void {
     const lsn = this.#appliedLsn;
-    this.catalog.applyOps(this.#applier!.takeOps());
+    const started = performance.now();
     try {
       checkpointMap(this.#o.dataDir, this.catalog, this.map, lsn);
     } catch (e) {
       this.#o.log('error', `checkpoint at ${formatLsn(lsn)} failed, will retry: ${(e as Error).message}`);
       return;
     }
+    this.#checkpointSeconds = (performance.now() - started) / 1000;
     this.#checkpointLsn = lsn;
     this.#lastCheckpointAt = Date.now();
     this.#stream?.sendStatus(lsn);

@@ -16,9 +16,12 @@ export class WalDecodeError extends Error {
   override readonly name = 'WalDecodeError';
   readonly lsn: Lsn;
   readonly code: WalDecodeErrorCode;
-  constructor(code: WalDecodeErrorCode, message: string, lsn: Lsn) {
-    super(`${message} at ${formatLsn(lsn)}`);
+  /** The message without its LSN, to rebuild the error on the other side of a thread. */
+  readonly detail: string;
+  constructor(code: WalDecodeErrorCode, detail: string, lsn: Lsn) {
+    super(`${detail} at ${formatLsn(lsn)}`);
     this.code = code;
+    this.detail = detail;
     this.lsn = lsn;
   }
 }

@@ -175,7 +175,11 @@ export class WalStreamDecoder {
    * alignment padding, page headers) is done with; a checkpoint may be taken there.
    */
   get resumeLsn(): Lsn {
-    return this.#state.kind === 'reassembling' ? this.#state.lsn : this.#pos;
+    const state = this.#state;
+    if (state.kind === 'reassembling') return state.lsn;
+    // Inside the tail of a record begun before the start, only the page boundary is a place to resume.
+    if (state.kind === 'skip-continuation') return this.#pos - (this.#pos % this.pageSize);
+    return this.#pos;
   }
   get major(): number | undefined {
     return this.#major;

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import pino from 'pino';
 import type { Argv } from 'yargs';
@@ -63,6 +64,12 @@ export function daemonCommand(y: Argv): Argv {
           default: 16 * 1024 * 1024,
           describe: '/readyz fails beyond this lag in bytes',
         })
+        .option('workers', {
+          type: 'number',
+          default: availableParallelism(),
+          defaultDescription: 'the number of cores',
+          describe: 'decoder worker threads',
+        })
         .option('create-slot', {
           type: 'boolean',
           default: true,
@@ -74,6 +81,9 @@ export function daemonCommand(y: Argv): Argv {
             throw new UsageError(
               `--map-size is in MB, a whole number from 1 to ${MAX_MAP_SIZE_MB}, not ${a['map-size']}`,
             );
+          }
+          if (!Number.isInteger(a.workers) || a.workers < 1 || a.workers > 256) {
+            throw new UsageError(`--workers must be a whole number from 1 to 256, not ${a.workers}`);
           }
           for (const name of [
             'checkpoint-interval',
@@ -100,6 +110,7 @@ export function daemonCommand(y: Argv): Argv {
         checkpointIntervalMs: a['checkpoint-interval'] * 1000,
         checkpointWalBytes: a['checkpoint-wal'],
         createSlot: a['create-slot'],
+        workers: a.workers,
         log: (level, message, fields) => log[level](fields ?? {}, message),
       });
       await tracker.start();
