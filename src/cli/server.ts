@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
 import client from 'prom-client';
-import { QueryEngine } from '../query/index.ts';
+import type { QueryResult, QueryTask } from '../query/index.ts';
 import type { Tracker } from '../tracker/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 
@@ -20,6 +22,11 @@ export interface ServeOptions {
  */
 export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
   const registry = metrics(tracker);
+  const queries = new Piscina<QueryTask, QueryResult>({
+    filename: new URL('../../workers/query.ts', import.meta.url).href,
+    minThreads: 1,
+    maxThreads: Math.max(1, Math.floor(availableParallelism() / 2)),
+  });
   const server = createServer((req, res) => {
     handle(req, res).catch((e) => reply(res, 500, { error: (e as Error).message }));
   });
@@ -86,26 +93,26 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    const engine = new QueryEngine({
-      map: tracker.map,
-      catalog: tracker.catalog,
-      pgdata: o.pgdata,
-      appliedLsn: () => tracker.status().appliedLsn,
-    });
+    const appliedLsn = tracker.status().appliedLsn;
+    let result: QueryResult;
     try {
-      const result = engine.query(input.sql);
-      const rows = result.rows.map((row) => row.map(jsonValue));
-      return reply(res, 200, {
-        columns: result.columns,
-        rows,
-        appliedLsn: formatLsn(tracker.status().appliedLsn),
+      result = await queries.run({
+        sql: input.sql,
+        map: tracker.map.buffer,
+        catalogPath: tracker.catalogPath,
+        pgdata: o.pgdata,
+        appliedLsn,
       });
     } catch (e) {
       return reply(res, 400, { error: (e as Error).message });
-    } finally {
-      engine.close();
     }
+    return reply(res, 200, {
+      columns: result.columns,
+      rows: result.rows.map((row) => row.map(jsonValue)),
+      appliedLsn: formatLsn(appliedLsn),
+    });
   }
+  server.on('close', () => void queries.destroy());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => resolve(server));

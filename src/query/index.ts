@@ -9,3 +9,4 @@ export {
   QueryError,
 } from './pagemapset.ts';
 export { parseRelationFileName, RELSEG_SIZE, relationFilePath, tablespaceVersionDir } from './paths.ts';
+export { answerQuery, type QueryTask } from './task.ts';

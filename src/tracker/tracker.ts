@@ -105,6 +105,10 @@ export class Tracker {
     return this.#catalog;
   }
 
+  get catalogPath(): string {
+    return join(this.#o.dataDir, 'catalog.db');
+  }
+
   get map(): PtrackMap {
     if (!this.#map) throw new Error('the tracker has not started');
     return this.#map;
@@ -180,7 +184,7 @@ export class Tracker {
     // Only a server that answered as a replication peer gets a data directory written for it.
     if (!this.#catalog) {
       mkdirSync(this.#o.dataDir, { recursive: true });
-      this.#catalog = Catalog.open(join(this.#o.dataDir, 'catalog.db'));
+      this.#catalog = Catalog.open(this.catalogPath);
     }
     this.#server = server;
     this.#serverLsn = server.xlogPos;

@@ -29,12 +29,12 @@ export class DaemonProcess {
     cluster: PgCluster,
     dataDir: string,
     extra: readonly string[] = [],
-    listen?: number,
+    options: { readonly slot?: string; readonly listen?: number } = {},
   ): Promise<DaemonProcess> {
-    const port = listen ?? (await freePort());
+    const port = options.listen ?? (await freePort());
     const args = [
       '--slot',
-      'ptrack',
+      options.slot ?? 'ptrack',
       '--data-dir',
       dataDir,
       '--host',

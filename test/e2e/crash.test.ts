@@ -1,0 +1,85 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Catalog } from '../../src/catalog/index.ts';
+import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { DaemonProcess } from '../helpers/daemon.ts';
+import { seededRandom } from '../helpers/fixtures.ts';
+import { clusterPagesChangedSince } from '../helpers/oracle.ts';
+import { PgCluster } from '../helpers/pg-cluster.ts';
+
+/** kill -9s in one run: 10 in CI, more with `npm run test:soak` (PTRACKD_SOAK_KILLS). */
+const KILLS = Number(process.env.PTRACKD_SOAK_KILLS ?? 10);
+
+/**
+ * Promise 2 (design.md §1), a crash loses nothing: under pgbench, ptrackd is killed with SIGKILL at random
+ * moments and restarted each time, while a twin on its own slot follows the same server undisturbed.
+ * After every kill the slot is no further than the durable checkpoint; afterwards both answer the
+ * same, and every page whose LSN moved is in the answer.
+ */
+describe(`a crash loses nothing: kill -9 ${KILLS} times under pgbench`, () => {
+  let cluster: PgCluster;
+  let twin: DaemonProcess;
+  const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-crash-'));
+  const killedDir = join(scratch, 'killed');
+
+  beforeAll(async () => {
+    cluster = await PgCluster.start({ settings: { wal_keep_size: "'2GB'" } });
+    await cluster.client('pgbench', ['-i', '-q', '-s', '2']);
+    twin = await DaemonProcess.start(cluster, join(scratch, 'twin'), [], { slot: 'twin' });
+  }, 60_000);
+
+  afterAll(async () => {
+    await twin?.stop('SIGKILL');
+    await cluster?.destroy();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it(
+    'answers exactly as a daemon that was never killed, and misses no changed page',
+    async () => {
+      let daemon = await DaemonProcess.start(cluster, killedDir);
+      const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
+      const checkpointLsn = () => {
+        const c = Catalog.open(join(killedDir, 'catalog.db'), { readonly: true });
+        try {
+          return c.mapState()?.checkpointLsn ?? 0;
+        } finally {
+          c.close();
+        }
+      };
+      const random = seededRandom(Date.now() % 1e9);
+      let killing = true;
+    const load = (async () => {
+      while (killing) await cluster.client('pgbench', ['-n', '-c', '2', '-T', '2']);
+    })();
+    for (let kill = 0; kill < KILLS; kill++) {
+      await new Promise((r) => setTimeout(r, 100 + random() * 900));
+      await daemon.stop('SIGKILL');
+      const slot = parseLsn(
+        await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'"),
+      );
+      expect(slot).toBeLessThanOrEqual(checkpointLsn());
+      daemon = await DaemonProcess.start(cluster, killedDir);
+    }
+    killing = false;
+    await load;
+    await cluster.sql('CHECKPOINT');
+      const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+      try {
+        const sql = `SELECT path, pagecount, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}') ORDER BY path`;
+        const [killed, undisturbed] = [await daemon.query(sql, end), await twin.query(sql, end)];
+        expect(killed.rows.length).toBeGreaterThan(10);
+        expect(killed.rows).toEqual(undisturbed.rows);
+        const expected = await clusterPagesChangedSince(cluster, since);
+        const reported = await daemon.changedBlocks(since, end);
+        expect(expected.size).toBeGreaterThan(100);
+        expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+      } finally {
+        await daemon.stop('SIGKILL');
+      }
+    },
+    120_000 + KILLS * 5_000,
+  );
+});
