@@ -151,6 +151,17 @@ function metrics(tracker: Tracker): client.Registry {
         this.set(value());
       },
     });
+  // Totals kept by the tracker; Prometheus' rate() gives records and blocks per second.
+  const counter = (name: string, help: string, value: () => number) =>
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(value());
+      },
+    });
   gauge(
     'ptrackd_applied_lsn_bytes',
     'End of the last WAL record applied to the map',
@@ -179,6 +190,23 @@ function metrics(tracker: Tracker): client.Registry {
     'ptrackd_retained_wal_bytes',
     'WAL the slot holds back on the server (server position - checkpoint)',
     () => Math.max(0, tracker.status().serverLsn - tracker.status().checkpointLsn),
+  );
+  gauge(
+    'ptrackd_received_lsn_bytes',
+    'End of the WAL received from the server',
+    () => tracker.status().receivedLsn,
+  );
+  counter('ptrackd_records_total', 'WAL records applied to the map', () => tracker.status().recordsApplied);
+  counter(
+    'ptrackd_blocks_marked_total',
+    'Block marks made in the map (explicit and implied references)',
+    () => tracker.status().blocksMarked,
+  );
+  gauge('ptrackd_map_fill_ratio', 'Fraction of map entries in use', () => tracker.map.fillRatio());
+  gauge(
+    'ptrackd_checkpoint_duration_seconds',
+    'How long the last map checkpoint took (file, fsync, catalog)',
+    () => tracker.status().checkpointSeconds,
   );
   gauge('ptrackd_gaps', 'Gaps in the tracked history since the map was created', () => tracker.status().gaps);
   gauge('ptrackd_reconnects', 'Replication reconnects since start', () => tracker.status().reconnects);

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import type pg from 'pg';
 import { ReplicationError } from './connection.ts';
 
@@ -12,7 +14,12 @@ const KEYWORDS: Record<string, string> = {
   application_name: 'application_name',
   connect_timeout: 'connectionTimeoutMillis',
   sslmode: 'sslmode',
+  sslrootcert: 'sslrootcert',
+  sslcert: 'sslcert',
+  sslkey: 'sslkey',
 };
+
+const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
 
 /**
  * `--dbname` as PostgreSQL tools take it: a postgresql:// URI (node-postgres parses it), or libpq's
@@ -22,6 +29,7 @@ const KEYWORDS: Record<string, string> = {
 export function connectionConfig(dbname: string): pg.ClientConfig {
   if (/^postgres(ql)?:\/\//.test(dbname)) return { connectionString: dbname };
   const config: Record<string, string | number | boolean | object> = {};
+  const tls: Record<string, string> = {};
   const re = /\s*([a-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))/gy;
   let at = 0;
   for (let m = re.exec(dbname); m !== null; m = re.exec(dbname)) {
@@ -31,8 +39,7 @@ export function connectionConfig(dbname: string): pg.ClientConfig {
     if (!name) throw new ReplicationError(`unknown connection option "${key}" in --dbname`);
     if (name === 'port') config.port = Number(value);
     else if (name === 'connectionTimeoutMillis') config.connectionTimeoutMillis = Number(value) * 1000;
-    else if (name === 'sslmode')
-      config.ssl = value === 'disable' ? false : value === 'require' ? { rejectUnauthorized: false } : true;
+    else if (name.startsWith('ssl')) tls[name] = value;
     else config[name] = value;
     at = re.lastIndex;
   }
@@ -41,5 +48,35 @@ export function connectionConfig(dbname: string): pg.ClientConfig {
       'the connection string is neither a valid postgresql:// URI nor a key=value list',
     );
   }
+  if (Object.keys(tls).length > 0) config.ssl = tlsOptions(tls);
   return config as pg.ClientConfig;
+}
+
+/**
+ * libpq's sslmode with node-postgres, which cannot fall back to plain text: allow and prefer use TLS
+ * without checking the certificate, like require; verify-ca checks the chain against sslrootcert,
+ * verify-full the host name too. Certificates and keys are read from the files named.
+ */
+function tlsOptions(o: Record<string, string>): false | ConnectionOptions {
+  const mode = o.sslmode ?? (o.sslrootcert ? 'verify-full' : 'prefer');
+  if (!SSL_MODES.includes(mode)) {
+    throw new ReplicationError(`sslmode must be one of ${SSL_MODES.join(', ')}, not "${mode}"`);
+  }
+  if (mode === 'disable') return false;
+  const read = (key: string) => {
+    try {
+      return readFileSync(o[key], 'utf8');
+    } catch (e) {
+      throw new ReplicationError(`cannot read ${key} ${o[key]}: ${(e as Error).message}`);
+    }
+  };
+  const verify = mode === 'verify-ca' || mode === 'verify-full';
+  if (verify && !o.sslrootcert) throw new ReplicationError(`sslmode=${mode} needs sslrootcert`);
+  return {
+    rejectUnauthorized: verify,
+    ...(o.sslrootcert && { ca: read('sslrootcert') }),
+    ...(o.sslcert && { cert: read('sslcert') }),
+    ...(o.sslkey && { key: read('sslkey') }),
+    ...(mode === 'verify-ca' && { checkServerIdentity: () => undefined }),
+  };
 }

@@ -1,6 +1,8 @@
 export { WalApplier } from './apply.ts';
 export { checkpointMap, loadCheckpointedMap, MAP_FILE } from './map-store.ts';
 export {
+  type CatchUpProgress,
+  describeProgress,
   MapSizeError,
   serverWalPosition,
   Tracker,

@@ -32,9 +32,20 @@ export interface TrackerOptions {
   /** The shared WAL window and the chunks cut from it, in bytes (tests make them small). */
   readonly windowBytes?: number;
   readonly chunkBytes?: number;
-  /** While behind the server by 1 MB or more, a progress line this often (ms). */
+  /** While behind the server by 1 MB or more, onProgress this often (ms). */
   readonly progressIntervalMs?: number;
+  /** Catch-up progress; without it, a log line. */
+  readonly onProgress?: (p: CatchUpProgress) => void;
   readonly log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface CatchUpProgress {
+  readonly behindBytes: number;
+  readonly bytesPerSecond: number;
+  /** null while the rate is still 0. */
+  readonly etaSeconds: number | null;
+  /** The most this catch-up was behind: where a progress bar starts. */
+  readonly maxBehindBytes: number;
 }
 
 export interface TrackerStatus {
@@ -364,23 +375,25 @@ export class Tracker {
   #progressReporter(): ReturnType<typeof setInterval> {
     const every = this.#o.progressIntervalMs ?? 10_000;
     let last = { at: Date.now(), applied: this.#appliedLsn };
+    let maxBehind = 0;
     return setInterval(() => {
       const now = Date.now();
       const behind = this.#serverLsn - this.#appliedLsn;
       const rate = ((this.#appliedLsn - last.applied) * 1000) / Math.max(1, now - last.at);
       last = { at: now, applied: this.#appliedLsn };
-      if (behind < 1 << 20) return;
-      const eta = rate > 0 ? behind / rate : Number.POSITIVE_INFINITY;
-      const etaText = Number.isFinite(eta) ? `${eta.toFixed(0)} s` : 'unknown';
-      this.#o.log(
-        'info',
-        `catching up: ${(behind / 2 ** 20).toFixed(1)} MB behind, ${(rate / 2 ** 20).toFixed(1)} MB/s, ETA ${etaText}`,
-        {
-          behindBytes: behind,
-          bytesPerSecond: Math.round(rate),
-          etaSeconds: Number.isFinite(eta) ? Math.round(eta) : null,
-        },
-      );
+      const caughtUp = behind < 1 << 20;
+      if (caughtUp && maxBehind === 0) return;
+      maxBehind = Math.max(maxBehind, behind);
+      const progress = {
+        behindBytes: behind,
+        bytesPerSecond: Math.round(rate),
+        etaSeconds: rate > 0 ? Math.round(behind / rate) : null,
+        maxBehindBytes: maxBehind,
+      };
+      // One last report when catch-up ends, so a progress bar reaches 100%.
+      if (caughtUp) maxBehind = 0;
+      if (this.#o.onProgress) return this.#o.onProgress(progress);
+      this.#o.log('info', describeProgress(progress), progress);
     }, every);
   }
 
@@ -409,6 +422,14 @@ export class Tracker {
     this.#stream?.sendStatus(lsn);
     this.#o.log('info', `checkpoint at ${formatLsn(lsn)} (${why})`);
   }
+}
+
+/** "catching up: 812.0 MB behind, 95.1 MB/s, ETA 9 s", or "caught up" at the end. */
+export function describeProgress(p: CatchUpProgress): string {
+  const mb = (n: number) => (n / 2 ** 20).toFixed(1);
+  if (p.behindBytes < 1 << 20) return `caught up: ${mb(p.maxBehindBytes)} MB of WAL applied`;
+  const eta = p.etaSeconds === null ? 'unknown' : `${p.etaSeconds} s`;
+  return `catching up: ${mb(p.behindBytes)} MB behind, ${mb(p.bytesPerSecond)} MB/s, ETA ${eta}`;
 }
 
 export class MapSizeError extends Error {

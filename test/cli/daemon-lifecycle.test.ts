@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { Catalog } from '../../src/catalog/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
+import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { clusterPagesChangedSince } from '../helpers/oracle.ts';
 import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
 
@@ -111,8 +113,47 @@ describe('the daemon across restarts: map size, server crashes, walsender loss, 
     expect(first.behindBytes).toBeGreaterThanOrEqual(1 << 20);
   }, 120_000);
 
-  it('ptrackd drop --yes removes the slot and the data directory, and nothing else', async () => {
+  it('on a terminal: readable log lines, and a progress bar that ends at 100% once caught up', async () => {
     expect(await daemon!.stop('SIGTERM')).toBe(0);
+    daemon = undefined;
+    await cluster.client('pgbench', ['-i', '-q', '-s', '10']);
+    const tmux = (...args: string[]) =>
+      execFileSync('tmux', ['-L', 'ptrackd-tty-test', ...args], { encoding: 'utf8' });
+    const argv = ['--slot', 'ptrack', '--data-dir', dataDir, ...conn(), '--map-size', '8'];
+    argv.push('--listen', `127.0.0.1:${await freePort()}`, '--progress-interval', '0.05');
+    tmux('new-session', '-d', '-s', 'd', '-x', '160', '-y', '40', join(REPO_ROOT, 'bin/ptrackd'), ...argv);
+    try {
+      let screen = '';
+      for (const deadline = Date.now() + 60_000; !/caught up/.test(screen) && Date.now() < deadline; ) {
+        await new Promise((r) => setTimeout(r, 100));
+        screen = tmux('capture-pane', '-p', '-t', 'd');
+      }
+      expect(screen).toMatch(/^\[#{20}\] 100% caught up: [\d.]+ MB of WAL applied$/m);
+      expect(screen).toMatch(/INFO.*: resuming from the checkpoint at [0-9A-F]+\/[0-9A-F]+$/m);
+      expect(screen).not.toMatch(/"level"/);
+      tmux('send-keys', '-t', 'd', 'C-c'); // SIGINT: a final checkpoint, then exit
+      for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+        await new Promise((r) => setTimeout(r, 100));
+        const alive = (() => {
+          try {
+            return tmux('list-sessions', '-F', '#S').includes('d');
+          } catch {
+            return false; // no session left, so no tmux server
+          }
+        })();
+        if (!alive) break;
+      }
+    } finally {
+      try {
+        tmux('kill-server');
+      } catch {
+        // the session ended with ptrackd, and the server with it
+      }
+    }
+  }, 120_000);
+
+  it('ptrackd drop --yes removes the slot and the data directory, and nothing else', async () => {
+    if (daemon) expect(await daemon.stop('SIGTERM')).toBe(0);
     daemon = undefined;
     const notOurs = mkdtempSync(join(tmpdir(), 'not-ptrackd-'));
     mkdirSync(join(notOurs, 'keep'));

@@ -51,21 +51,21 @@ describe(`a crash loses nothing: kill -9 ${KILLS} times under pgbench`, () => {
       };
       const random = seededRandom(Date.now() % 1e9);
       let killing = true;
-    const load = (async () => {
-      while (killing) await cluster.client('pgbench', ['-n', '-c', '2', '-T', '2']);
-    })();
-    for (let kill = 0; kill < KILLS; kill++) {
-      await new Promise((r) => setTimeout(r, 100 + random() * 900));
-      await daemon.stop('SIGKILL');
-      const slot = parseLsn(
-        await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'"),
-      );
-      expect(slot).toBeLessThanOrEqual(checkpointLsn());
-      daemon = await DaemonProcess.start(cluster, killedDir);
-    }
-    killing = false;
-    await load;
-    await cluster.sql('CHECKPOINT');
+      const load = (async () => {
+        while (killing) await cluster.client('pgbench', ['-n', '-c', '2', '-T', '2']);
+      })();
+      for (let kill = 0; kill < KILLS; kill++) {
+        await new Promise((r) => setTimeout(r, 100 + random() * 900));
+        await daemon.stop('SIGKILL');
+        const slot = parseLsn(
+          await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'"),
+        );
+        expect(slot).toBeLessThanOrEqual(checkpointLsn());
+        daemon = await DaemonProcess.start(cluster, killedDir);
+      }
+      killing = false;
+      await load;
+      await cluster.sql('CHECKPOINT');
       const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
       try {
         const sql = `SELECT path, pagecount, pagemap FROM ptrack_get_pagemapset('${formatLsn(since)}') ORDER BY path`;

@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import pino from 'pino';
 import type { Argv } from 'yargs';
 import { MAX_MAP_SIZE_MB } from '../../map/index.ts';
 import { serverWalPosition, Tracker } from '../../tracker/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { UsageError } from '../errors.ts';
+import { daemonOutput } from '../logging.ts';
 import { serve } from '../server.ts';
 
 /** `ptrackd --slot ptrack …`: follow the server, keep the map, answer queries until SIGTERM/SIGINT. */
@@ -42,7 +42,7 @@ export function daemonCommand(y: Argv): Argv {
         .option('progress-interval', {
           type: 'number',
           default: 10,
-          describe: 'seconds between progress lines while catching up',
+          describe: 'seconds between progress lines while catching up (a bar on a terminal: at most 1)',
         })
         .option('reinit', {
           type: 'boolean',
@@ -98,7 +98,7 @@ export function daemonCommand(y: Argv): Argv {
         }),
     async (a) => {
       const [host, portText] = splitListen(a.listen);
-      const log = pino({ name: 'ptrackd' });
+      const { log, tty, progress } = daemonOutput();
       const connection = connectionFromArgs(a);
       const tracker = new Tracker({
         dataDir: resolve(a['data-dir']),
@@ -106,7 +106,9 @@ export function daemonCommand(y: Argv): Argv {
         connection,
         mapSizeMb: a['map-size'],
         reinit: a.reinit,
-        progressIntervalMs: a['progress-interval'] * 1000,
+        // A bar on a terminal moves every second; log lines keep to the interval.
+        progressIntervalMs: Math.min(a['progress-interval'], tty ? 1 : Number.POSITIVE_INFINITY) * 1000,
+        onProgress: progress,
         checkpointIntervalMs: a['checkpoint-interval'] * 1000,
         checkpointWalBytes: a['checkpoint-wal'],
         createSlot: a['create-slot'],
