@@ -49,6 +49,7 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
         streaming: s.streaming,
         initLsn: hex(s.initLsn),
         appliedLsn: hex(s.appliedLsn),
+        receivedLsn: hex(s.receivedLsn),
         checkpointLsn: hex(s.checkpointLsn),
         serverLsn: hex(s.serverLsn),
         slot: s.slot,
@@ -61,7 +62,7 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
           initLsn: s.lastGap.initLsn === null ? null : hex(s.lastGap.initLsn),
         },
         reconnects: s.reconnects,
-        mapFill: tracker.map.fillRatio(),
+        mapFill: s.mapFill,
       });
     }
     if (req.url === '/metrics') {
@@ -202,7 +203,11 @@ function metrics(tracker: Tracker): client.Registry {
     'Block marks made in the map (explicit and implied references)',
     () => tracker.status().blocksMarked,
   );
-  gauge('ptrackd_map_fill_ratio', 'Fraction of map entries in use', () => tracker.map.fillRatio());
+  gauge(
+    'ptrackd_map_fill_ratio',
+    'Fraction of map entries in use, as of the last checkpoint',
+    () => tracker.status().mapFill,
+  );
   gauge(
     'ptrackd_checkpoint_duration_seconds',
     'How long the last map checkpoint took (file, fsync, catalog)',

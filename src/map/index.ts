@@ -9,4 +9,4 @@ export {
 } from './file.ts';
 export { blockHash, mod64 } from './hash.ts';
 export { entriesForMapSize, fileSizeForEntries, MAP_VERSION, MAX_MAP_SIZE_MB } from './layout.ts';
-export { PtrackMap } from './map.ts';
+export { PtrackMap, snapshotFill } from './map.ts';

@@ -130,10 +130,7 @@ export class PtrackMap {
 
   /** Fraction of entries that are non-zero. */
   fillRatio(): number {
-    let used = 0;
-    const u32 = this.#u32;
-    for (let i = 0; i < u32.length; i += 2) if (u32[i] !== 0 || u32[i + 1] !== 0) used++;
-    return used / this.entries;
+    return usedFraction(this.#u32);
   }
 
   /** A copy of the whole buffer (header + entries) for a checkpoint, each entry as some writer completed it. */
@@ -172,4 +169,17 @@ function checkLsn(lsn: number): void {
   if (!(lsn >= 0 && lsn <= Number.MAX_SAFE_INTEGER && Number.isInteger(lsn))) {
     throw new RangeError(`an LSN must be an integer from 0 to 2^53 - 1, got ${lsn}`);
   }
+}
+
+/** The fraction of entries in use in a snapshot (see PtrackMap.snapshot). */
+export function snapshotFill(snapshot: Uint8Array): number {
+  const words = (snapshot.length - HEADER_SIZE) / 4;
+  return usedFraction(new Uint32Array(snapshot.buffer, snapshot.byteOffset + HEADER_SIZE, words));
+}
+
+/** Entries are word pairs; an entry is used when either word is not zero. */
+function usedFraction(words: Uint32Array): number {
+  let used = 0;
+  for (let i = 0; i < words.length; i += 2) if (words[i] !== 0 || words[i + 1] !== 0) used++;
+  return used / (words.length / 2);
 }

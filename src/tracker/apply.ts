@@ -23,6 +23,7 @@ export class WalApplier {
   readonly #map: PtrackMap;
   readonly #blockSize: number;
   #pending = new Map<string, Observation>();
+  #last: Observation | undefined;
   #ops: CatalogOp[] = [];
   #appliedLsn: Lsn;
   #blocksMarked = 0;
@@ -40,9 +41,9 @@ export class WalApplier {
 
   apply(rec: DecodedRecord): void {
     const lsn = rec.endLsn;
-    for (const b of rec.blocks) this.#mark(b.spc, b.db, b.rel, b.fork, b.block, lsn, rec);
+    for (const b of rec.blocks) this.#mark(b.spc, b.db, b.rel, b.fork, b.block, lsn);
     for (const b of impliedBlockRefs(rec, this.#blockSize))
-      this.#mark(b.spc, b.db, b.rel, b.fork, b.block, lsn, rec);
+      this.#mark(b.spc, b.db, b.rel, b.fork, b.block, lsn);
     for (const event of fileEvents(rec)) {
       if (!CATALOG_EVENTS.has(event.kind)) continue;
       this.#flushObservations();
@@ -63,37 +64,27 @@ export class WalApplier {
     return ops;
   }
 
-  #mark(
-    spc: number,
-    db: number,
-    rel: number,
-    fork: number,
-    block: number,
-    lsn: number,
-    rec: DecodedRecord,
-  ): void {
+  #mark(spc: number, db: number, rel: number, fork: number, block: number, lsn: number): void {
     this.#map.markBlock(spc, db, rel, fork, block, lsn);
     this.#blocksMarked++;
-    const key = `${spc}/${db}/${rel}/${fork}`;
-    const seen = this.#pending.get(key);
-    if (seen) {
-      if (block > seen.maxBlock) seen.maxBlock = block;
-      seen.lastLsn = rec.endLsn;
-    } else {
-      this.#pending.set(key, {
-        spc,
-        db,
-        rel,
-        fork,
-        maxBlock: block,
-        firstLsn: rec.endLsn,
-        lastLsn: rec.endLsn,
-      });
+    // Records touch the same fork again and again: check the last one before building a key.
+    let seen = this.#last;
+    if (seen === undefined || seen.rel !== rel || seen.fork !== fork || seen.db !== db || seen.spc !== spc) {
+      const key = `${spc}/${db}/${rel}/${fork}`;
+      seen = this.#pending.get(key);
+      if (seen === undefined) {
+        seen = { spc, db, rel, fork, maxBlock: block, firstLsn: lsn, lastLsn: lsn };
+        this.#pending.set(key, seen);
+      }
+      this.#last = seen;
     }
+    if (block > seen.maxBlock) seen.maxBlock = block;
+    seen.lastLsn = lsn;
   }
 
   #flushObservations(): void {
     for (const o of this.#pending.values()) this.#ops.push({ op: 'observe', ...o });
     this.#pending.clear();
+    this.#last = undefined;
   }
 }

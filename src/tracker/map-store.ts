@@ -5,6 +5,7 @@ import {
   loadMapFile,
   type PtrackMap,
   readFileIfExists,
+  snapshotFill,
   writeFileDurably,
 } from '../map/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
@@ -16,10 +17,13 @@ export const MAP_FILE = 'ptrack.map';
  * file first (temp, fsync, rename, fsync dir), then its per-block CRCs and the LSN in the catalog in
  * one transaction. Only after both may the slot's flush position move to `lsn`.
  */
-export function checkpointMap(dataDir: string, catalog: Catalog, map: PtrackMap, lsn: Lsn): void {
-  const image = encodeMapFile(map.snapshot());
+export function checkpointMap(dataDir: string, catalog: Catalog, map: PtrackMap, lsn: Lsn): { fill: number } {
+  const snapshot = map.snapshot();
+  const image = encodeMapFile(snapshot);
   writeFileDurably(join(dataDir, MAP_FILE), image.bytes);
   catalog.recordCheckpoint(lsn, image.blockCrcs);
+  // Counted here so that a metrics scrape never scans the live map.
+  return { fill: snapshotFill(snapshot) };
 }
 
 /**

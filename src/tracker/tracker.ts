@@ -63,6 +63,8 @@ export interface TrackerStatus {
   readonly blocksMarked: number;
   /** How long the last checkpoint took, in seconds. */
   readonly checkpointSeconds: number;
+  /** Fraction of map entries in use, as of the last checkpoint. */
+  readonly mapFill: number;
   /** Seconds the oldest WAL not yet applied has been waiting (0 when caught up). */
   readonly lagSeconds: number;
   readonly mapSizeMb: number;
@@ -97,6 +99,8 @@ export class Tracker {
   #recordsApplied = 0;
   #blocksMarked = 0;
   #checkpointSeconds = 0;
+  /** The map's fill at the last checkpoint. */
+  #mapFill = 0;
   #checkpointLsn: Lsn = 0;
   #serverLsn: Lsn = 0;
   #lastCheckpointAt = Date.now();
@@ -148,6 +152,7 @@ export class Tracker {
       recordsApplied: this.#recordsApplied,
       blocksMarked: this.#blocksMarked,
       checkpointSeconds: this.#checkpointSeconds,
+      mapFill: this.#mapFill,
     };
   }
 
@@ -411,7 +416,7 @@ export class Tracker {
     const lsn = this.#appliedLsn;
     const started = performance.now();
     try {
-      checkpointMap(this.#o.dataDir, this.catalog, this.map, lsn);
+      this.#mapFill = checkpointMap(this.#o.dataDir, this.catalog, this.map, lsn).fill;
     } catch (e) {
       this.#o.log('error', `checkpoint at ${formatLsn(lsn)} failed, will retry: ${(e as Error).message}`);
       return;

@@ -1,0 +1,186 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseLsn } from '../src/wal/index.ts';
+import { REPO_ROOT } from '../test/helpers/fixtures.ts';
+import { freePort, PgCluster } from '../test/helpers/pg-cluster.ts';
+
+export interface CatchUpResult {
+  readonly backlogBytes: number;
+  readonly receivewalSeconds: number;
+  readonly waldumpSeconds: number;
+  /** ptrackd from its start to applying the whole backlog, by --workers. */
+  readonly ptrackdSeconds: ReadonlyMap<number, number>;
+  /** pgbench TPS per run, alternating without and with ptrackd attached. */
+  readonly tpsWithout: number[];
+  readonly tpsWith: number[];
+  /** Time from WAL reaching ptrackd to its being applied, sampled under pgbench (ms). */
+  readonly lagP50Ms: number;
+  readonly lagP99Ms: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A ptrackd daemon for the benchmark, and its /status. */
+class Daemon {
+  readonly #child: ChildProcess;
+  readonly #port: number;
+  private constructor(child: ChildProcess, port: number) {
+    this.#child = child;
+    this.#port = port;
+  }
+  static async spawn(cluster: PgCluster, slot: string, dataDir: string, workers: number): Promise<Daemon> {
+    const port = await freePort();
+    const args = [
+      '--slot',
+      slot,
+      '--data-dir',
+      dataDir,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(cluster.port),
+    ];
+    args.push('--username', 'postgres', '--map-size', '64', '--workers', String(workers));
+    args.push('--listen', `127.0.0.1:${port}`, '--no-create-slot');
+    return new Daemon(spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: 'ignore' }), port);
+  }
+  async status(): Promise<{ appliedLsn: number; receivedLsn: number } | null> {
+    try {
+      const s = await (await fetch(`http://127.0.0.1:${this.#port}/status`)).json();
+      return { appliedLsn: parseLsn(s.appliedLsn), receivedLsn: parseLsn(s.receivedLsn) };
+    } catch {
+      return null; // not listening yet
+    }
+  }
+  async waitApplied(lsn: number, pollMs = 20): Promise<void> {
+    for (;;) {
+      const s = await this.status();
+      if (s && s.appliedLsn >= lsn) return;
+      if (this.#child.exitCode !== null) throw new Error(`ptrackd exited ${this.#child.exitCode}`);
+      await sleep(pollMs);
+    }
+  }
+  async stop(): Promise<void> {
+    if (this.#child.exitCode !== null) return;
+    const exited = new Promise((r) => this.#child.once('exit', r));
+    this.#child.kill('SIGTERM');
+    await exited;
+  }
+}
+
+async function timed(f: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await f();
+  return (performance.now() - t) / 1000;
+}
+
+/**
+ * Issue 4 §6 and issue 8 targets 2–3 in one run: a backlog of `backlogMb` of WAL retained by slots,
+ * streamed by pg_receivewal, read by pg_waldump --stats=record, and caught up by ptrackd with 1 and 2
+ * workers (from process start until the whole backlog is applied); then pgbench TPS alternating without
+ * and with ptrackd attached, and ptrackd's lag sampled under that load.
+ */
+export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): Promise<CatchUpResult> {
+  const cluster = await PgCluster.start({
+    settings: { wal_keep_size: "'8GB'", max_wal_size: "'4GB'", autovacuum: 'off', fsync: 'on' },
+  });
+  const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-bench-'));
+  try {
+    for (const slot of ['recv', 'w1', 'w2', 'load']) {
+      await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
+    }
+    const start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    log(`building a ${backlogMb} MB WAL backlog with pgbench…`);
+    await cluster.client('pgbench', ['-i', '-q', '-s', '30']);
+    for (;;) {
+      const size = Number(await cluster.sql(`SELECT pg_current_wal_insert_lsn() - '${start}'::pg_lsn`));
+      if (size >= backlogMb * 2 ** 20) break;
+      await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '5']);
+    }
+    await cluster.sql('CHECKPOINT');
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const backlogBytes = parseLsn(end) - parseLsn(start);
+
+    const receivewalSeconds = await timed(() =>
+      cluster.client('pg_receivewal', [
+        '-D',
+        mkdtempSync(join(scratch, 'recv-')),
+        '-S',
+        'recv',
+        '-E',
+        end,
+        '-n',
+      ]),
+    );
+    const waldumpSeconds = await timed(() =>
+      cluster.client('pg_waldump', ['--stats=record', '-p', cluster.walDir, '-s', start, '-e', end]),
+    );
+    const ptrackdSeconds = new Map<number, number>();
+    for (const workers of [1, 2]) {
+      const t = performance.now();
+      const daemon = await Daemon.spawn(cluster, `w${workers}`, join(scratch, `w${workers}`), workers);
+      await daemon.waitApplied(parseLsn(end));
+      ptrackdSeconds.set(workers, (performance.now() - t) / 1000);
+      await daemon.stop();
+    }
+
+    // Under load: the same pgbench, alternating, ptrackd (default workers) attached or not.
+    await cluster.client('pgbench', ['-i', '-q', '-s', '10']);
+    const tpsWithout: number[] = [];
+    const tpsWith: number[] = [];
+    const lags: number[] = [];
+    const pgbench = async () =>
+      Number(
+        /tps = ([\d.]+)/.exec(await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '10']))![1],
+      );
+    const loadDir = join(scratch, 'load');
+    const attached = async <T>(f: (d: Daemon) => Promise<T>): Promise<T> => {
+      const daemon = await Daemon.spawn(cluster, 'load', loadDir, 2);
+      try {
+        await daemon.waitApplied(parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()')));
+        return await f(daemon);
+      } finally {
+        await daemon.stop();
+      }
+    };
+    for (let round = 0; round < 3; round++) {
+      tpsWithout.push(await pgbench());
+      tpsWith.push(await attached(pgbench));
+    }
+    // Lag apart from the TPS runs: sampling it costs the daemon CPU that pgbench would miss.
+    await attached(async (daemon) => {
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          const s = await daemon.status();
+          if (s) {
+            const at = performance.now();
+            await daemon.waitApplied(s.receivedLsn, 2);
+            lags.push(performance.now() - at);
+          }
+          await sleep(50);
+        }
+      })();
+      await pgbench();
+      sampling = false;
+      await sampler;
+    });
+    lags.sort((a, b) => a - b);
+    const pct = (p: number) => lags[Math.min(lags.length - 1, Math.floor((lags.length * p) / 100))] ?? 0;
+    return {
+      backlogBytes,
+      receivewalSeconds,
+      waldumpSeconds,
+      ptrackdSeconds,
+      tpsWithout,
+      tpsWith,
+      lagP50Ms: pct(50),
+      lagP99Ms: pct(99),
+    };
+  } finally {
+    await cluster.destroy();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
