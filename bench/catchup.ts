@@ -48,7 +48,10 @@ class Daemon {
   }
   async status(): Promise<{ appliedLsn: number; receivedLsn: number } | null> {
     try {
-      const s = await (await fetch(`http://127.0.0.1:${this.#port}/status`)).json();
+      const s = (await (await fetch(`http://127.0.0.1:${this.#port}/status`)).json()) as Record<
+        string,
+        string
+      >;
       return { appliedLsn: parseLsn(s.appliedLsn), receivedLsn: parseLsn(s.receivedLsn) };
     } catch {
       return null; // not listening yet

@@ -164,6 +164,7 @@ export class Tracker {
     } catch (e) {
       await this.#connection?.close().catch(() => {});
       this.#catalog?.close();
+      this.#catalog = undefined;
       throw e;
     }
     this.#pool = new Piscina({
@@ -336,7 +337,7 @@ export class Tracker {
       windowSize: this.#o.windowBytes ?? 64 << 20,
       chunkSize: this.#o.chunkBytes ?? 4 << 20,
       maxInFlight: 2 * this.#workers,
-      flushDelayMs: 5,
+      flushDelayMs: 20,
       run: (task) => pool.run(task),
       onApplied: (ops, applied, records, blocks) => {
         this.catalog.applyOps(ops);

@@ -193,6 +193,13 @@ export class PgCluster {
     this.#running = false;
   }
 
+  /** Starts again a server that stop() stopped. */
+  async startAgain(): Promise<void> {
+    if (this.#running) return;
+    this.#startServer(60);
+    this.#running = true;
+  }
+
   async destroy(): Promise<void> {
     this.destroySync();
   }

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { MAX_MAP_SIZE_MB } from '../../map/index.ts';
+import { ReplicationError } from '../../replication/index.ts';
 import { serverWalPosition, Tracker } from '../../tracker/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { UsageError } from '../errors.ts';
@@ -70,6 +71,12 @@ export function daemonCommand(y: Argv): Argv {
           defaultDescription: 'the number of cores',
           describe: 'decoder worker threads',
         })
+        .option('wait-for-server', {
+          type: 'number',
+          default: 0,
+          describe:
+            'seconds to keep retrying a server that refuses connections or is starting up (a sidecar that starts first); 0: fail at once',
+        })
         .option('create-slot', {
           type: 'boolean',
           default: true,
@@ -93,6 +100,9 @@ export function daemonCommand(y: Argv): Argv {
           ] as const) {
             if (!(a[name] > 0)) throw new UsageError(`--${name} must be a positive number, not ${a[name]}`);
           }
+          if (!(a['wait-for-server'] >= 0)) {
+            throw new UsageError(`--wait-for-server is in seconds, 0 or more, not ${a['wait-for-server']}`);
+          }
           splitListen(a.listen);
           return true;
         }),
@@ -115,7 +125,7 @@ export function daemonCommand(y: Argv): Argv {
         workers: a.workers,
         log: (level, message, fields) => log[level](fields ?? {}, message),
       });
-      await tracker.start();
+      // Listening first: a sidecar that starts before its server is alive (and not ready) meanwhile.
       const server = await serve(tracker, {
         host,
         port: portText,
@@ -124,8 +134,10 @@ export function daemonCommand(y: Argv): Argv {
         serverPosition: () => serverWalPosition(connection),
       });
       log.info(`listening on ${a.listen}`);
-      await new Promise<void>((done) => {
+      let stopping = false;
+      const stopped = new Promise<void>((done) => {
         const shutdown = (signal: string) => {
+          stopping = true;
           log.info(`${signal}: final checkpoint`);
           server.close();
           tracker.stop().then(done, (e) => {
@@ -136,7 +148,32 @@ export function daemonCommand(y: Argv): Argv {
         process.once('SIGTERM', () => shutdown('SIGTERM'));
         process.once('SIGINT', () => shutdown('SIGINT'));
       });
+      const deadline = Date.now() + a['wait-for-server'] * 1000;
+      for (let attempt = 0; !stopping; attempt++) {
+        try {
+          await tracker.start();
+          break;
+        } catch (e) {
+          if (stopping) break;
+          if (!serverUnavailable(e) || Date.now() >= deadline) {
+            server.close();
+            throw e;
+          }
+          const delay = Math.min(5000, 250 * 2 ** attempt);
+          log.warn(`the server is not available yet (${(e as Error).message}); retrying in ${delay} ms`);
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+      await stopped;
     },
+  );
+}
+
+/** Refused, unreachable, or starting up: worth waiting for (--wait-for-server). Anything else is final. */
+function serverUnavailable(e: unknown): boolean {
+  const code = e instanceof ReplicationError ? e.sqlState : (e as { code?: string })?.code;
+  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P03'].includes(
+    code ?? '',
   );
 }
 
