@@ -18,12 +18,22 @@ export const MAP_FILE = 'ptrack.map';
  * one transaction. Only after both may the slot's flush position move to `lsn`.
  */
 export function checkpointMap(dataDir: string, catalog: Catalog, map: PtrackMap, lsn: Lsn): { fill: number } {
+  const written = writeMapFile(dataDir, map);
+  catalog.recordCheckpoint(lsn, written.blockCrcs);
+  return written;
+}
+
+/**
+ * The file half of a checkpoint, which may run in another thread while decoding goes on: a snapshot of
+ * the live map (each entry as some writer completed it) written durably, and its block CRCs for the
+ * catalog. The snapshot holds every mark made before it started, and maybe some later ones.
+ */
+export function writeMapFile(dataDir: string, map: PtrackMap): { blockCrcs: Uint32Array; fill: number } {
   const snapshot = map.snapshot();
   const image = encodeMapFile(snapshot);
   writeFileDurably(join(dataDir, MAP_FILE), image.bytes);
-  catalog.recordCheckpoint(lsn, image.blockCrcs);
   // Counted here so that a metrics scrape never scans the live map.
-  return { fill: snapshotFill(snapshot) };
+  return { blockCrcs: image.blockCrcs, fill: snapshotFill(snapshot) };
 }
 
 /**
@@ -57,4 +67,10 @@ export function loadCheckpointedMap(
     warn(repair);
   }
   return { map: loaded.map, resumeLsn: checkpointLsn };
+}
+
+/** What the checkpoint thread needs: where to write, and the live map's shared buffer. */
+export interface CheckpointTask {
+  readonly dataDir: string;
+  readonly map: SharedArrayBuffer;
 }

@@ -267,6 +267,8 @@ export class ChunkPipeline {
       }
       this.#o.onApplied(job.ops.flat(), job.resumeAt, job.records, job.blocks);
       this.#applied = job.resumeAt;
+      // After an XLOG_SWITCH the next record starts at the next segment, maybe past what was cut.
+      this.#cut = Math.max(this.#cut, this.#applied);
       this.#lastRecordLsn = job.lastLsn ?? this.#lastRecordLsn;
       if (job.error) {
         const { code, detail, lsn } = job.error;

@@ -8,10 +8,12 @@ import { entriesForMapSize, MAX_MAP_SIZE_MB, PtrackMap } from '../map/index.ts';
 import { ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
-import { checkpointMap, loadCheckpointedMap } from './map-store.ts';
+import type { CheckpointTask } from './map-store.ts';
+import { loadCheckpointedMap } from './map-store.ts';
 import { ChunkPipeline } from './pipeline.ts';
 
 const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
+const CHECKPOINT_WORKER = new URL('../../workers/checkpoint.ts', import.meta.url).href;
 
 export interface TrackerOptions {
   readonly dataDir: string;
@@ -89,6 +91,14 @@ export class Tracker {
   #stream: WalStream | undefined;
   #pool: Piscina<ChunkTask, ChunkResult> | undefined;
   #pipeline: ChunkPipeline | undefined;
+  /** Writes map files in its own thread, so that a large map's checkpoint never stalls decoding. */
+  readonly #checkpointPool = new Piscina<CheckpointTask, { blockCrcs: Uint32Array; fill: number }>({
+    filename: CHECKPOINT_WORKER,
+    minThreads: 0,
+    maxThreads: 1,
+  });
+  /** The checkpoint being written, if one is. */
+  #checkpointing: Promise<void> | undefined;
   /**
    * How far WAL is applied: just past the last complete record and any alignment padding (a decoder's
    * resumeLsn). It is where decoding resumes and what the server's own positions (the next record's
@@ -180,11 +190,13 @@ export class Tracker {
   async stop(): Promise<void> {
     this.#stopping = true;
     await this.#pipeline?.settle().catch(() => {});
-    if (this.#map) this.#checkpoint('shutdown');
+    await this.#checkpointing;
+    if (this.#map) await this.#checkpoint('shutdown');
     this.#stream?.stop();
     await this.#running?.catch(() => {});
     await this.#connection?.close().catch(() => {});
     await this.#pool?.destroy();
+    await this.#checkpointPool.destroy();
     this.#catalog?.close();
   }
 
@@ -249,7 +261,7 @@ export class Tracker {
         this.#lostWal ??
         (created ? `slot ${slot} was missing and was created again` : `slot ${slot} no longer holds the WAL`);
       this.#lostWal = undefined;
-      return this.#gap(
+      return await this.#gap(
         restart,
         `${why}: WAL from ${formatLsn(this.#appliedLsn)} to ${formatLsn(restart)} is gone`,
       );
@@ -267,22 +279,24 @@ export class Tracker {
       );
     }
     const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#o.connection));
+    await this.#checkpointing; // of the map this one replaces
     const map = PtrackMap.create(mapSizeMb, restart);
     this.catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), restart, why, kind);
     this.#map = map;
     this.#appliedLsn = restart;
     this.#checkpointLsn = 0;
-    this.#checkpoint('initial');
+    await this.#checkpoint('initial');
     this.#o.log(kind === 'gap' ? 'warn' : 'info', `tracking from ${formatLsn(restart)} (${why})`);
     return restart;
   }
 
   /** Continuity is broken: history before `at` is incomplete. init_lsn moves there and says why. */
-  #gap(at: Lsn, why: string): Lsn {
+  async #gap(at: Lsn, why: string): Promise<Lsn> {
+    await this.#checkpointing;
     this.catalog.moveInitLsn(at, why);
     this.map.initLsn = at;
     this.#appliedLsn = at;
-    this.#checkpoint('gap');
+    await this.#checkpoint('gap');
     this.#o.log('warn', `gap: ${why}; init_lsn is now ${formatLsn(at)}`);
     return at;
   }
@@ -344,7 +358,7 @@ export class Tracker {
         this.#appliedLsn = applied;
         this.#recordsApplied += records;
         this.#blocksMarked += blocks;
-        if (this.#checkpointDue()) this.#checkpoint('periodic');
+        if (this.#checkpointDue()) void this.#checkpoint('periodic');
       },
       onDrain: () => stream.resume(),
       onWarn: (m) => this.#o.log('warn', m),
@@ -361,7 +375,7 @@ export class Tracker {
     this.#stream = stream;
     const timer = setInterval(
       () => {
-        if (this.#checkpointDue()) this.#checkpoint('periodic');
+        if (this.#checkpointDue()) void this.#checkpoint('periodic');
       },
       Math.min(1000, this.#o.checkpointIntervalMs),
     );
@@ -412,21 +426,34 @@ export class Tracker {
     );
   }
 
-  /** Durable map file + catalog record, and only then the slot's flush position. */
-  #checkpoint(why: string): void {
+  /**
+   * Durable map file (written by the checkpoint thread) + catalog record, and only then the slot's flush
+   * position. One at a time: while one is being written, asking again waits for it. A failure is logged
+   * and the next one is tried when due; the slot stays at the last good checkpoint meanwhile.
+   */
+  #checkpoint(why: string): Promise<void> {
+    if (this.#checkpointing) return this.#checkpointing;
     const lsn = this.#appliedLsn;
     const started = performance.now();
-    try {
-      this.#mapFill = checkpointMap(this.#o.dataDir, this.catalog, this.map, lsn).fill;
-    } catch (e) {
-      this.#o.log('error', `checkpoint at ${formatLsn(lsn)} failed, will retry: ${(e as Error).message}`);
-      return;
-    }
-    this.#checkpointSeconds = (performance.now() - started) / 1000;
-    this.#checkpointLsn = lsn;
-    this.#lastCheckpointAt = Date.now();
-    this.#stream?.sendStatus(lsn);
-    this.#o.log('info', `checkpoint at ${formatLsn(lsn)} (${why})`);
+    const catalog = this.catalog;
+    this.#checkpointing = this.#checkpointPool
+      .run({ dataDir: this.#o.dataDir, map: this.map.buffer })
+      .then(({ blockCrcs, fill }) => {
+        catalog.recordCheckpoint(lsn, blockCrcs);
+        this.#mapFill = fill;
+        this.#checkpointSeconds = (performance.now() - started) / 1000;
+        this.#checkpointLsn = lsn;
+        this.#lastCheckpointAt = Date.now();
+        this.#stream?.sendStatus(lsn);
+        this.#o.log('info', `checkpoint at ${formatLsn(lsn)} (${why})`);
+      })
+      .catch((e: Error) => {
+        this.#o.log('error', `checkpoint at ${formatLsn(lsn)} failed, will retry: ${e.message}`);
+      })
+      .finally(() => {
+        this.#checkpointing = undefined;
+      });
+    return this.#checkpointing;
   }
 }
 

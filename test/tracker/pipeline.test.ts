@@ -58,7 +58,19 @@ async function pipelined(
     flushDelayMs: 1,
     run:
       o.run ??
-      ((task) => new Promise((done) => setTimeout(() => done(decodeChunk(task)), Math.floor(random() * 4)))),
+      ((task) =>
+        new Promise((done, fail) =>
+          setTimeout(
+            () => {
+              try {
+                done(decodeChunk(task));
+              } catch (e) {
+                fail(e);
+              }
+            },
+            Math.floor(random() * 4),
+          ),
+        )),
     onApplied: (batch, at) => {
       expect(at).toBeGreaterThanOrEqual(applied);
       ops.push(...batch);

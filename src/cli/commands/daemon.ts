@@ -172,9 +172,15 @@ export function daemonCommand(y: Argv): Argv {
 /** Refused, unreachable, or starting up: worth waiting for (--wait-for-server). Anything else is final. */
 function serverUnavailable(e: unknown): boolean {
   const code = e instanceof ReplicationError ? e.sqlState : (e as { code?: string })?.code;
-  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P03'].includes(
-    code ?? '',
-  );
+  return [
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'EHOSTUNREACH',
+    'ENOTFOUND',
+    'EAI_AGAIN',
+    '57P03',
+  ].includes(code ?? '');
 }
 
 function splitListen(listen: string): [string, number] {
