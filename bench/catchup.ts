@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLsn } from '../src/wal/index.ts';
@@ -12,9 +12,13 @@ export interface CatchUpResult {
   readonly waldumpSeconds: number;
   /** ptrackd from its start to applying the whole backlog, by --workers. */
   readonly ptrackdSeconds: ReadonlyMap<number, number>;
+  /** ptrackd's largest resident set during each catch-up (MB), with its 64 MB map. */
+  readonly ptrackdMaxRssMb: ReadonlyMap<number, number>;
   /** pgbench TPS per run, alternating without and with ptrackd attached. */
   readonly tpsWithout: number[];
   readonly tpsWith: number[];
+  /** The same with pg_receivewal streaming instead: what a walsender alone costs the server. */
+  readonly tpsReceivewal: number[];
   /** Time from WAL reaching ptrackd to its being applied, sampled under pgbench (ms). */
   readonly lagP50Ms: number;
   readonly lagP99Ms: number;
@@ -26,6 +30,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 class Daemon {
   readonly #child: ChildProcess;
   readonly #port: number;
+  /** The largest resident set seen while polling (MB). */
+  maxRssMb = 0;
   private constructor(child: ChildProcess, port: number) {
     this.#child = child;
     this.#port = port;
@@ -48,6 +54,8 @@ class Daemon {
   }
   async status(): Promise<{ appliedLsn: number; receivedLsn: number } | null> {
     try {
+      const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.#child.pid}/status`, 'utf8'));
+      if (rss) this.maxRssMb = Math.max(this.maxRssMb, Number(rss[1]) / 1024);
       const s = (await (await fetch(`http://127.0.0.1:${this.#port}/status`)).json()) as Record<
         string,
         string
@@ -121,11 +129,13 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
       cluster.client('pg_waldump', ['--stats=record', '-p', cluster.walDir, '-s', start, '-e', end]),
     );
     const ptrackdSeconds = new Map<number, number>();
+    const ptrackdMaxRssMb = new Map<number, number>();
     for (const workers of [1, 2]) {
       const t = performance.now();
       const daemon = await Daemon.spawn(cluster, `w${workers}`, join(scratch, `w${workers}`), workers);
       await daemon.waitApplied(parseLsn(end));
       ptrackdSeconds.set(workers, (performance.now() - t) / 1000);
+      ptrackdMaxRssMb.set(workers, daemon.maxRssMb);
       await daemon.stop();
     }
 
@@ -133,6 +143,7 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
     await cluster.client('pgbench', ['-i', '-q', '-s', '10']);
     const tpsWithout: number[] = [];
     const tpsWith: number[] = [];
+    const tpsReceivewal: number[] = [];
     const lags: number[] = [];
     const pgbench = async () =>
       Number(
@@ -148,9 +159,26 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
         await daemon.stop();
       }
     };
+    const withReceivewal = async () => {
+      const dir = mkdtempSync(join(scratch, 'recv-load-'));
+      const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(cluster.port), PGUSER: 'postgres' };
+      const recv = spawn(join(cluster.bindir, 'pg_receivewal'), ['-D', dir, '-n'], {
+        env,
+        stdio: 'ignore',
+      });
+      try {
+        await sleep(1000);
+        return await pgbench();
+      } finally {
+        recv.kill('SIGINT');
+        await new Promise((r) => recv.once('exit', r));
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
     for (let round = 0; round < 3; round++) {
       tpsWithout.push(await pgbench());
       tpsWith.push(await attached(pgbench));
+      tpsReceivewal.push(await withReceivewal());
     }
     // Lag apart from the TPS runs: sampling it costs the daemon CPU that pgbench would miss.
     await attached(async (daemon) => {
@@ -177,8 +205,10 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
       receivewalSeconds,
       waldumpSeconds,
       ptrackdSeconds,
+      ptrackdMaxRssMb,
       tpsWithout,
       tpsWith,
+      tpsReceivewal,
       lagP50Ms: pct(50),
       lagP99Ms: pct(99),
     };

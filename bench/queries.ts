@@ -1,5 +1,6 @@
 import { QueryEngine, relationFilesInPgdata, tablespaceVersionDir } from '../src/query/index.ts';
 import { parseLsn } from '../src/wal/index.ts';
+import { pagesChangedSince } from '../test/helpers/oracle.ts';
 import { PgCluster } from '../test/helpers/pg-cluster.ts';
 import { trackFromWal } from '../test/helpers/tracking.ts';
 
@@ -7,6 +8,8 @@ export interface QueryBench {
   readonly databaseMb: number;
   readonly blocks: number;
   readonly walkSeconds: number;
+  /** Reading every page's LSN (what a backup without a map does), single-threaded, since after the load. */
+  readonly scanSeconds: number;
   readonly rows: {
     mode: string;
     since: string;
@@ -50,6 +53,7 @@ export async function benchQueries(scale: number, log: (s: string) => void): Pro
       for (const f of relationFilesInPgdata(cluster.dataDir, versionDir, 8192)) n += f.blocks;
       return n;
     });
+    const [, scanSeconds] = time(() => pagesChangedSince(cluster.dataDir, versionDir, parseLsn(afterLoad)));
     const rows = [];
     for (const mode of ['pgdata', 'catalog'] as const) {
       const engine = new QueryEngine({
@@ -73,7 +77,7 @@ export async function benchQueries(scale: number, log: (s: string) => void): Pro
         });
       }
     }
-    return { databaseMb, blocks, walkSeconds, rows };
+    return { databaseMb, blocks, walkSeconds, scanSeconds, rows };
   } finally {
     await cluster.destroy();
   }

@@ -1,7 +1,9 @@
 import { cpus } from 'node:os';
+import { benchCatchUp } from './catchup.ts';
 import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
-import { benchMarking } from './map.ts';
+import { benchLargeMap, benchMarking } from './map.ts';
+import { benchPool } from './pool.ts';
 import { benchQueries } from './queries.ts';
 import { walCorpus } from './wal-corpus.ts';
 
@@ -50,10 +52,60 @@ log(
 );
 log(`  marks already covered:      ${(m.noOpsPerSecond / 1e6).toFixed(2)} M blocks/s`);
 
-const scale = Number(process.env.PTRACKD_BENCH_SCALE ?? 130);
+const pools = [
+  await benchPool(await walCorpus(log, 'pgbench'), 1),
+  await benchPool(await walCorpus(log, 'pgbench'), 2),
+];
+log(
+  `\nCatch-up with the worker pool over the pgbench corpus (decode + CRC + mark + ordered apply; best of 3)`,
+);
+log('workers   seconds      MB/s   x pg_waldump   main thread s');
+for (const p of pools) {
+  log(
+    `${String(p.workers).padStart(7)} ${p.seconds.toFixed(3).padStart(9)} ${(d.bytes / 1e6 / p.seconds).toFixed(0).padStart(9)} ${(d.waldumpSeconds / p.seconds).toFixed(2).padStart(14)} ${p.mainThreadSeconds.toFixed(3).padStart(15)}`,
+  );
+}
+
+const backlogMb = Number(process.env.PTRACKD_BENCH_BACKLOG_MB ?? 1024);
+const c = await benchCatchUp(log, backlogMb);
+const mbOf = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(0);
+log(
+  `\nEnd to end from a slot holding ${(c.backlogBytes / 2 ** 20).toFixed(0)} MB of WAL (one server, one run)`,
+);
+log(
+  `  pg_receivewal to disk          ${c.receivewalSeconds.toFixed(2)} s  ${mbOf(c.backlogBytes, c.receivewalSeconds)} MB/s`,
+);
+log(
+  `  pg_waldump --stats=record      ${c.waldumpSeconds.toFixed(2)} s  ${mbOf(c.backlogBytes, c.waldumpSeconds)} MB/s`,
+);
+for (const [workers, s] of c.ptrackdSeconds) {
+  log(
+    `  ptrackd --workers ${workers}           ${s.toFixed(2)} s  ${mbOf(c.backlogBytes, s)} MB/s  (${(s / c.receivewalSeconds).toFixed(2)}x pg_receivewal's time, max RSS ${c.ptrackdMaxRssMb.get(workers)!.toFixed(0)} MB)`,
+  );
+}
+const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const overhead = (1 - avg(c.tpsWith) / avg(c.tpsWithout)) * 100;
+log('\npgbench -c 4 -j 2 -T 10, alternating without / with ptrackd attached');
+log(`  TPS without: ${c.tpsWithout.map((t) => t.toFixed(0)).join(', ')}`);
+log(`  TPS with:    ${c.tpsWith.map((t) => t.toFixed(0)).join(', ')}`);
+log(
+  `  TPS with pg_receivewal instead: ${c.tpsReceivewal.map((t) => t.toFixed(0)).join(', ')} (${((1 - avg(c.tpsReceivewal) / avg(c.tpsWithout)) * 100).toFixed(1)}%: a walsender's own cost)`,
+);
+log(
+  `  overhead ${overhead.toFixed(1)}%; lag from receipt to applied: p50 ${c.lagP50Ms.toFixed(0)} ms, p99 ${c.lagP99Ms.toFixed(0)} ms`,
+);
+
+const big = benchLargeMap();
+log(
+  `\nA ${big.mapMb} MB map: durable checkpoint ${big.checkpointSeconds.toFixed(2)} s (in the checkpoint thread), load + verify ${big.loadSeconds.toFixed(2)} s`,
+);
+
+const scale = Number(process.env.PTRACKD_BENCH_SCALE ?? 700);
 const q = await benchQueries(scale, log);
 log(`\nQueries on a ${q.databaseMb} MB pgbench database (scale ${scale}), ${q.blocks} blocks in PGDATA`);
-log(`yardstick: walking PGDATA's relation files ${q.walkSeconds.toFixed(3)} s`);
+log(
+  `yardsticks: walking PGDATA's relation files ${q.walkSeconds.toFixed(3)} s; reading every page's LSN ${q.scanSeconds.toFixed(3)} s`,
+);
 log(
   'mode     since              pagemapset s   change_stat s   files      pages   blocks/s scanned   x walk',
 );
@@ -62,5 +114,60 @@ for (const r of q.rows) {
     `${r.mode.padEnd(8)} ${r.since.padEnd(18)} ${r.pagemapsetSeconds.toFixed(3).padStart(12)} ${r.changeStatSeconds.toFixed(3).padStart(15)} ` +
       `${String(r.files).padStart(6)} ${String(r.pages).padStart(10)} ${(q.blocks / r.pagemapsetSeconds / 1e6).toFixed(2).padStart(15)} M ` +
       `${(r.pagemapsetSeconds / q.walkSeconds).toFixed(1).padStart(8)}`,
+  );
+}
+
+const pgdataAfter = q.rows.find((r) => r.mode === 'pgdata' && r.since !== q.rows[0].since) ?? q.rows[0];
+const best2 = pools[1];
+const e2e = c.ptrackdSeconds.get(2)!;
+const rows: [string, string, string, string, string, boolean][] = [
+  [
+    '1 catch-up, 2 workers',
+    '>= 1.0x',
+    `pg_waldump ${d.waldumpSeconds.toFixed(3)} s`,
+    `${best2.seconds.toFixed(3)} s`,
+    `${(d.waldumpSeconds / best2.seconds).toFixed(2)}x`,
+    d.waldumpSeconds / best2.seconds >= 1,
+  ],
+  [
+    '2 end to end from a slot',
+    '<= 1.2x',
+    `pg_receivewal ${c.receivewalSeconds.toFixed(2)} s`,
+    `${e2e.toFixed(2)} s`,
+    `${(e2e / c.receivewalSeconds).toFixed(2)}x`,
+    e2e / c.receivewalSeconds <= 1.2,
+  ],
+  [
+    '3 TPS overhead',
+    '<= 3%',
+    `${avg(c.tpsWithout).toFixed(0)} TPS`,
+    `${avg(c.tpsWith).toFixed(0)} TPS`,
+    `${overhead.toFixed(1)}%`,
+    overhead <= 3,
+  ],
+  ['3 lag p99', '< 100 ms', '-', `${c.lagP99Ms.toFixed(0)} ms`, '-', c.lagP99Ms < 100],
+  [
+    '4 pagemapset, PGDATA',
+    '<= page-LSN scan',
+    `scan ${q.scanSeconds.toFixed(2)} s`,
+    `${pgdataAfter.pagemapsetSeconds.toFixed(3)} s`,
+    `${(pgdataAfter.pagemapsetSeconds / q.scanSeconds).toFixed(3)}x`,
+    pgdataAfter.pagemapsetSeconds <= q.scanSeconds,
+  ],
+  [
+    '5 RSS in catch-up',
+    '<= map + 150 MB',
+    '64 + 150 MB',
+    `${c.ptrackdMaxRssMb.get(2)!.toFixed(0)} MB`,
+    '-',
+    c.ptrackdMaxRssMb.get(2)! <= 214,
+  ],
+  ['5 1 GB map load', '< 1 s', '-', `${big.loadSeconds.toFixed(2)} s`, '-', big.loadSeconds < 1],
+];
+log('\nIssue 8 targets');
+log('target                     goal              yardstick                 ptrackd       ratio   met');
+for (const [name, goal, yard, ours, ratio, met] of rows) {
+  log(
+    `${name.padEnd(26)} ${goal.padEnd(17)} ${yard.padEnd(25)} ${ours.padEnd(13)} ${ratio.padEnd(7)} ${met ? 'yes' : 'NO'}`,
   );
 }

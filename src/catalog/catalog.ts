@@ -56,10 +56,13 @@ export class CatalogError extends Error {
 export class Catalog {
   readonly #db: Database.Database;
   readonly #blockSize: () => number;
+  #applyOpsTransaction: ((ops: readonly CatalogOp[]) => void) | undefined;
+  /** BLCKSZ of the cluster, read once (setIdentity forgets it). */
+  #knownBlockSize: number | undefined;
 
   private constructor(db: Database.Database) {
     this.#db = db;
-    this.#blockSize = () => this.identity()?.blockSize ?? 8192;
+    this.#blockSize = () => (this.#knownBlockSize ??= this.identity()?.blockSize ?? 8192);
   }
 
   static open(path: string, options: { readonly?: boolean } = {}): Catalog {
@@ -100,6 +103,7 @@ export class Catalog {
   }
 
   setIdentity(id: ClusterIdentity): void {
+    this.#knownBlockSize = undefined;
     this.#db
       .prepare(
         `INSERT INTO cluster (id, system_identifier, timeline, server_version_num, catalog_version, block_size, segment_size)
@@ -207,36 +211,42 @@ export class Catalog {
 
   /** Applies one decoded chunk's operations, in order, in one transaction. */
   applyOps(ops: readonly CatalogOp[]): void {
+    // Made once: db.transaction() prepares its BEGIN/COMMIT statements each time it is called.
+    this.#applyOpsTransaction ??= this.#db.transaction((batch: readonly CatalogOp[]) =>
+      this.#applyOpsNow(batch),
+    );
+    this.#applyOpsTransaction(ops);
+  }
+
+  #applyOpsNow(ops: readonly CatalogOp[]): void {
     const blockSize = this.#blockSize();
     const perVmPage = heapBlocksPerVmPage(blockSize);
     const s = this.#statements();
-    this.#db.transaction(() => {
-      for (const o of ops) {
-        if (o.op === 'observe') {
-          s.observe.run(o.spc, o.db, o.rel, o.fork, o.maxBlock, o.firstLsn, o.lastLsn);
-          continue;
-        }
-        const e = o.event;
-        for (const l of limitsOf(e, blockSize))
-          s.limit.run(l.lsn, l.spc, l.db, l.rel, l.fork, l.limitBlock, l.kind);
-        switch (e.kind) {
-          case 'create':
-            s.create.run(e.spc, e.db, e.rel, e.fork, e.endLsn, e.endLsn);
-            break;
-          case 'truncate':
-            if (e.flags & 1) s.truncate.run(e.nblocks - 1, e.spc, e.db, e.rel, ForkNumber.main);
-            if (e.flags & 2)
-              s.truncate.run(Math.ceil(e.nblocks / perVmPage) - 1, e.spc, e.db, e.rel, ForkNumber.vm);
-            break;
-          case 'drop':
-            s.drop.run(e.endLsn, e.spc, e.db, e.rel);
-            break;
-          case 'dbdrop':
-            s.dropDatabase.run(e.endLsn, e.spc, e.db);
-            break;
-        }
+    for (const o of ops) {
+      if (o.op === 'observe') {
+        s.observe.run(o.spc, o.db, o.rel, o.fork, o.maxBlock, o.firstLsn, o.lastLsn);
+        continue;
       }
-    })();
+      const e = o.event;
+      for (const l of limitsOf(e, blockSize))
+        s.limit.run(l.lsn, l.spc, l.db, l.rel, l.fork, l.limitBlock, l.kind);
+      switch (e.kind) {
+        case 'create':
+          s.create.run(e.spc, e.db, e.rel, e.fork, e.endLsn, e.endLsn);
+          break;
+        case 'truncate':
+          if (e.flags & 1) s.truncate.run(e.nblocks - 1, e.spc, e.db, e.rel, ForkNumber.main);
+          if (e.flags & 2)
+            s.truncate.run(Math.ceil(e.nblocks / perVmPage) - 1, e.spc, e.db, e.rel, ForkNumber.vm);
+          break;
+        case 'drop':
+          s.drop.run(e.endLsn, e.spc, e.db, e.rel);
+          break;
+        case 'dbdrop':
+          s.dropDatabase.run(e.endLsn, e.spc, e.db);
+          break;
+      }
+    }
   }
 
   relationForks(): RelationFork[] {
