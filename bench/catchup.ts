@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLsn } from '../src/wal/index.ts';
+import { followArgs } from '../test/helpers/daemon.ts';
 import { REPO_ROOT } from '../test/helpers/fixtures.ts';
 import { freePort, PgCluster } from '../test/helpers/pg-cluster.ts';
 
@@ -38,17 +39,8 @@ class Daemon {
   }
   static async spawn(cluster: PgCluster, slot: string, dataDir: string, workers: number): Promise<Daemon> {
     const port = await freePort();
-    const args = [
-      '--slot',
-      slot,
-      '--data-dir',
-      dataDir,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(cluster.port),
-    ];
-    args.push('--username', 'postgres', '--map-size', '64', '--workers', String(workers));
+    const args = followArgs(cluster, slot, dataDir);
+    args.push('--map-size', '64', '--workers', String(workers));
     args.push('--listen', `127.0.0.1:${port}`, '--no-create-slot');
     return new Daemon(spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: 'ignore' }), port);
   }

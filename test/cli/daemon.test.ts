@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/index.ts';
 import { parseLsn } from '../../src/wal/index.ts';
+import { checkpointLsnIn } from '../helpers/catalog.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
@@ -21,14 +21,7 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
   const startDaemon = async () => {
     daemon = await DaemonProcess.start(cluster, dataDir);
   };
-  const checkpointLsn = () => {
-    const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-    try {
-      return c.mapState()?.checkpointLsn ?? 0;
-    } finally {
-      c.close();
-    }
-  };
+  const checkpointLsn = () => checkpointLsnIn(dataDir);
   const slotLsn = async () =>
     parseLsn(await cluster.sql(`SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'`));
 

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { followArgs } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
 
@@ -68,16 +69,7 @@ describe('the container image, built the way the Dockerfile builds it', () => {
     execFileSync('mkdir', ['-m', '777', dataDir]);
     const port = await freePort();
     const [cmd, argv] = command([
-      '--slot',
-      'ptrack',
-      '--data-dir',
-      dataDir,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(cluster.port),
-      '--username',
-      'postgres',
+      ...followArgs(cluster, 'ptrack', dataDir),
       '--map-size',
       '8',
       '--listen',

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { checkpointLsnIn } from '../helpers/catalog.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { seededRandom } from '../helpers/fixtures.ts';
 import { clusterPagesChangedSince } from '../helpers/oracle.ts';
@@ -41,14 +41,7 @@ describe(`a crash loses nothing: kill -9 ${KILLS} times under pgbench`, () => {
     async () => {
       let daemon = await DaemonProcess.start(cluster, killedDir);
       const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
-      const checkpointLsn = () => {
-        const c = Catalog.open(join(killedDir, 'catalog.db'), { readonly: true });
-        try {
-          return c.mapState()?.checkpointLsn ?? 0;
-        } finally {
-          c.close();
-        }
-      };
+      const checkpointLsn = () => checkpointLsnIn(killedDir);
       const random = seededRandom(Date.now() % 1e9);
       let killing = true;
       const load = (async () => {

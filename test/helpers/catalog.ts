@@ -41,3 +41,13 @@ type EventFields = FileEvent extends infer E
 export function happened(e: EventFields, endLsn: number): CatalogOp {
   return { op: 'event', event: { ...e, lsn: endLsn - 40, endLsn } } as CatalogOp;
 }
+
+/** The LSN of the last durable checkpoint recorded in a data directory's catalog (0 before the first). */
+export function checkpointLsnIn(dataDir: string): number {
+  const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
+  try {
+    return c.mapState()?.checkpointLsn ?? 0;
+  } finally {
+    c.close();
+  }
+}

@@ -11,6 +11,22 @@ export interface QueryAnswer {
   readonly appliedLsn: string;
 }
 
+/** The arguments that make ptrackd follow `cluster` through `slot`, keeping its map in `dataDir`. */
+export function followArgs(cluster: PgCluster, slot: string, dataDir: string): string[] {
+  return [
+    '--slot',
+    slot,
+    '--data-dir',
+    dataDir,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(cluster.port),
+    '--username',
+    'postgres',
+  ];
+}
+
 /** `ptrackd --slot …` run as a user runs it (bin/ptrackd), following a PgCluster, with its HTTP endpoint. */
 export class DaemonProcess {
   readonly listen: number;
@@ -32,18 +48,7 @@ export class DaemonProcess {
     options: { readonly slot?: string; readonly listen?: number } = {},
   ): Promise<DaemonProcess> {
     const port = options.listen ?? (await freePort());
-    const args = [
-      '--slot',
-      options.slot ?? 'ptrack',
-      '--data-dir',
-      dataDir,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(cluster.port),
-      '--username',
-      'postgres',
-    ];
+    const args = followArgs(cluster, options.slot ?? 'ptrack', dataDir);
     args.push(
       '--pgdata',
       cluster.dataDir,
