@@ -33,7 +33,15 @@ export interface StreamHandlers {
   readonly onWal: (message: XLogData) => void;
   /** The positions to report when the server asks for a reply (flush: the last durable checkpoint). */
   readonly positions: () => Lsn;
+  /**
+   * With no message from the server for this long (ms) while reading, the connection is presumed lost
+   * (a blocked port sends no reset) and the stream fails, as wal_receiver_timeout does. Default 60 s.
+   */
+  readonly timeoutMs?: number;
 }
+
+/** Status updates go out at least this often (ms), with the same positions. */
+const STATUS_INTERVAL_MS = 10_000;
 
 /** How a stream ended: asked to stop, or the timeline ended (a promotion upstream) and where the next starts. */
 export type StreamEnd =
@@ -71,8 +79,13 @@ export class ReplicationConnection {
     return new ReplicationConnection(client);
   }
 
+  /** Ends the connection; one that does not end within a few seconds (a dead peer) is torn down. */
   async close(): Promise<void> {
-    await this.#client.end();
+    const ended = this.#client.end();
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3000).unref());
+    if ((await Promise.race([ended, timer])) === 'timeout') {
+      (this.#client as unknown as { connection: PgConnection }).connection.stream.destroy();
+    }
   }
 
   /** IDENTIFY_SYSTEM plus the settings that shape WAL; refuses servers outside PostgreSQL 13–18. */
@@ -143,12 +156,16 @@ export class WalStream {
   readonly #client: pg.Client;
   readonly #done: Promise<StreamEnd>;
   #copyDoneSent = false;
+  #paused = false;
+  #lastHeard = Date.now();
+  #lastStatus = 0;
 
   constructor(client: pg.Client, sql: string, handlers: StreamHandlers) {
     this.#client = client;
     const connection = (client as unknown as { connection: PgConnection }).connection;
     let failure: unknown;
     const onCopyData = (msg: { chunk: Buffer }) => {
+      this.#lastHeard = Date.now();
       try {
         const m = parseCopyData(msg.chunk);
         if (m instanceof XLogData) handlers.onWal(m);
@@ -161,6 +178,27 @@ export class WalStream {
     const onCopyDone = () => this.#endCopy(); // the server ended the timeline: answer CopyDone
     connection.on('copyData', onCopyData);
     connection.on('copyDone', onCopyDone);
+    const timeoutMs = handlers.timeoutMs ?? 60_000;
+    let pinged = false;
+    const watch = setInterval(
+      () => {
+        const now = Date.now();
+        if (this.#paused) this.#lastHeard = now; // silence we asked for
+        const silentMs = now - this.#lastHeard;
+        if (silentMs < timeoutMs / 2) pinged = false;
+        if (silentMs >= timeoutMs) {
+          failure ??= new ReplicationError(
+            `no message from the server for ${Math.round(silentMs / 1000)} s: the connection is presumed lost`,
+          );
+          this.#connection().stream.destroy();
+        } else if (now - this.#lastStatus >= STATUS_INTERVAL_MS || (silentMs >= timeoutMs / 2 && !pinged)) {
+          // Halfway to the timeout, ask for a reply, as the walreceiver does.
+          pinged ||= silentMs >= timeoutMs / 2;
+          this.sendStatus(handlers.positions(), pinged);
+        }
+      },
+      Math.min(1000, timeoutMs / 4),
+    );
     this.#done = client.query(sql).then(
       (result) => {
         if (failure) throw failure;
@@ -179,6 +217,7 @@ export class WalStream {
     );
     this.#done
       .finally(() => {
+        clearInterval(watch);
         connection.removeListener('copyData', onCopyData);
         connection.removeListener('copyDone', onCopyDone);
       })
@@ -193,6 +232,7 @@ export class WalStream {
   /** Reports `flush` as the write, flush and apply positions: a physical slot's restart_lsn follows it. */
   sendStatus(flush: Lsn, replyRequested = false): void {
     if (this.#copyDoneSent) return;
+    this.#lastStatus = Date.now();
     this.#connection().sendCopyFromChunk(
       standbyStatusUpdate({ write: flush, flush, apply: flush, replyRequested }),
     );
@@ -200,10 +240,12 @@ export class WalStream {
 
   /** Stops reading from the socket (backpressure) until resume(). */
   pause(): void {
+    this.#paused = true;
     this.#connection().stream.pause();
   }
 
   resume(): void {
+    this.#paused = false;
     this.#connection().stream.resume();
   }
 
@@ -229,7 +271,7 @@ interface PgConnection {
   removeListener(event: string, listener: (...args: never[]) => void): void;
   sendCopyFromChunk(chunk: Buffer): void;
   endCopyFrom(): void;
-  stream: { pause(): void; resume(): void };
+  stream: { pause(): void; resume(): void; destroy(): void };
 }
 
 function quoteSlot(slot: string): string {

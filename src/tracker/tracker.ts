@@ -29,6 +29,8 @@ export interface TrackerOptions {
   readonly checkpointIntervalMs: number;
   readonly checkpointWalBytes: number;
   readonly createSlot: boolean;
+  /** No message from the server for this long (ms): the connection is presumed lost (default 60 s). */
+  readonly replicationTimeoutMs?: number;
   /** Decoder worker threads (default: the number of cores). */
   readonly workers?: number;
   /** The shared WAL window and the chunks cut from it, in bytes (tests make them small). */
@@ -84,6 +86,7 @@ export interface TrackerStatus {
  */
 export class Tracker {
   readonly #o: TrackerOptions;
+  readonly #connectionConfig: pg.ClientConfig;
   #catalog: Catalog | undefined;
   #map: PtrackMap | undefined;
   #server: ServerInfo | null = null;
@@ -123,6 +126,8 @@ export class Tracker {
 
   constructor(options: TrackerOptions) {
     this.#o = options;
+    // A connection attempt into a blocked port would otherwise wait forever (libpq's default, too).
+    this.#connectionConfig = { connectionTimeoutMillis: 10_000, ...options.connection };
   }
 
   get catalog(): Catalog {
@@ -207,7 +212,7 @@ export class Tracker {
   async #connect(): Promise<Lsn> {
     // A timeline that ended leaves its connection open; a new one replaces it.
     await this.#connection?.close().catch(() => {});
-    const connection = await ReplicationConnection.connect(this.#o.connection);
+    const connection = await ReplicationConnection.connect(this.#connectionConfig);
     this.#connection = connection;
     const server = await connection.serverInfo();
     // Only a server that answered as a replication peer gets a data directory written for it.
@@ -224,7 +229,7 @@ export class Tracker {
       timeline: server.timeline,
       serverVersionNum: server.versionNum,
       catalogVersion:
-        known && !otherCluster ? known.catalogVersion : await catalogVersion(this.#o.connection),
+        known && !otherCluster ? known.catalogVersion : await catalogVersion(this.#connectionConfig),
       blockSize: server.blockSize,
       segmentSize: server.segmentSize,
     });
@@ -255,7 +260,7 @@ export class Tracker {
       this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
     }
     // A slot that had to be created again, or that kept less than we need, may start after our position.
-    const restart = (await slotState(this.#o.connection, slot))?.restartLsn ?? null;
+    const restart = (await slotState(this.#connectionConfig, slot))?.restartLsn ?? null;
     if (restart !== null && restart > this.#appliedLsn) {
       const why =
         this.#lostWal ??
@@ -272,13 +277,13 @@ export class Tracker {
 
   /** A new map from the slot's restart LSN (first start, or another cluster). */
   async #startMap(why: string, kind: 'init' | 'gap'): Promise<Lsn> {
-    const restart = (await slotState(this.#o.connection, this.#o.slot))?.restartLsn ?? null;
+    const restart = (await slotState(this.#connectionConfig, this.#o.slot))?.restartLsn ?? null;
     if (restart === null) {
       throw new Error(
         `slot ${this.#o.slot} reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
       );
     }
-    const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#o.connection));
+    const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#connectionConfig));
     await this.#checkpointing; // of the map this one replaces
     const map = PtrackMap.create(mapSizeMb, restart);
     this.catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), restart, why, kind);
@@ -303,10 +308,10 @@ export class Tracker {
 
   /** After a failed stream: a slot the server invalidated is dropped, so that #connect creates it again. */
   async #inspectSlot(): Promise<void> {
-    const slot = await slotState(this.#o.connection, this.#o.slot);
+    const slot = await slotState(this.#connectionConfig, this.#o.slot);
     if (slot && (slot.restartLsn === null || slot.walStatus === 'lost')) {
       this.#lostWal = `slot ${this.#o.slot} was invalidated (wal_status ${slot.walStatus}): the server removed WAL it held`;
-      await withSql(this.#o.connection, (c) =>
+      await withSql(this.#connectionConfig, (c) =>
         c.query('SELECT pg_drop_replication_slot($1)', [this.#o.slot]),
       );
     }
@@ -366,6 +371,7 @@ export class Tracker {
     this.#pipeline = pipeline;
     const stream = this.#connection!.startReplication(this.#o.slot, startLsn, server.timeline, {
       positions: () => this.#checkpointLsn,
+      timeoutMs: this.#o.replicationTimeoutMs,
       onWal: (m) => {
         this.#serverLsn = Math.max(this.#serverLsn, m.walEnd);
         if (pipeline.push(m.bytes, m.walStart)) stream.pause();

@@ -11,8 +11,11 @@ export interface QueryAnswer {
   readonly appliedLsn: string;
 }
 
-/** The arguments that make ptrackd follow `cluster` through `slot`, keeping its map in `dataDir`. */
-export function followArgs(cluster: PgCluster, slot: string, dataDir: string): string[] {
+/**
+ * The arguments that make ptrackd follow `cluster` through `slot`, keeping its map in `dataDir`; `port`
+ * when it must go through something else (a proxy) on the way.
+ */
+export function followArgs(cluster: PgCluster, slot: string, dataDir: string, port = cluster.port): string[] {
   return [
     '--slot',
     slot,
@@ -21,7 +24,7 @@ export function followArgs(cluster: PgCluster, slot: string, dataDir: string): s
     '--host',
     '127.0.0.1',
     '--port',
-    String(cluster.port),
+    String(port),
     '--username',
     'postgres',
   ];
@@ -45,10 +48,10 @@ export class DaemonProcess {
     cluster: PgCluster,
     dataDir: string,
     extra: readonly string[] = [],
-    options: { readonly slot?: string; readonly listen?: number } = {},
+    options: { readonly slot?: string; readonly listen?: number; readonly serverPort?: number } = {},
   ): Promise<DaemonProcess> {
     const port = options.listen ?? (await freePort());
-    const args = followArgs(cluster, options.slot ?? 'ptrack', dataDir);
+    const args = followArgs(cluster, options.slot ?? 'ptrack', dataDir, options.serverPort);
     args.push(
       '--pgdata',
       cluster.dataDir,

@@ -71,6 +71,12 @@ export function daemonCommand(y: Argv): Argv {
           defaultDescription: 'the number of cores',
           describe: 'decoder worker threads',
         })
+        .option('replication-timeout', {
+          type: 'number',
+          default: 60,
+          describe:
+            'seconds without any message from the server after which the connection is presumed lost and made again (as wal_receiver_timeout)',
+        })
         .option('wait-for-server', {
           type: 'number',
           default: 0,
@@ -97,6 +103,7 @@ export function daemonCommand(y: Argv): Argv {
             'checkpoint-wal',
             'ready-max-lag',
             'progress-interval',
+            'replication-timeout',
           ] as const) {
             if (!(a[name] > 0)) throw new UsageError(`--${name} must be a positive number, not ${a[name]}`);
           }
@@ -123,6 +130,7 @@ export function daemonCommand(y: Argv): Argv {
         checkpointWalBytes: a['checkpoint-wal'],
         createSlot: a['create-slot'],
         workers: a.workers,
+        replicationTimeoutMs: a['replication-timeout'] * 1000,
         log: (level, message, fields) => log[level](fields ?? {}, message),
       });
       // Listening first: a sidecar that starts before its server is alive (and not ready) meanwhile.

@@ -1,0 +1,81 @@
+import { mkdirSync, mkdtempSync, rmdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseLsn } from '../../src/wal/index.ts';
+import { checkpointLsnIn } from '../helpers/catalog.ts';
+import { DaemonProcess } from '../helpers/daemon.ts';
+import { clusterPagesChangedSince } from '../helpers/oracle.ts';
+import { PgCluster } from '../helpers/pg-cluster.ts';
+import { BlockableProxy } from '../helpers/proxy.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The network and the disk failing under the daemon: it notices, waits, resumes, and loses nothing. */
+describe('ptrackd when the network or its disk fails', () => {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f().catch(() => {});
+  });
+
+  async function setup() {
+    const cluster = await PgCluster.start({ settings: { wal_keep_size: "'1GB'" } });
+    const dataDir = mkdtempSync(join(tmpdir(), 'ptrackd-net-'));
+    cleanup.push(
+      async () => cluster.destroy(),
+      async () => rmSync(dataDir, { recursive: true, force: true }),
+    );
+    await cluster.client('pgbench', ['-i', '-q', '-s', '2']);
+    return { cluster, dataDir };
+  }
+
+  it('a blocked port: the silent connection is given up after --replication-timeout, and tracking resumes without loss', async () => {
+    const { cluster, dataDir } = await setup();
+    const proxy = await BlockableProxy.start(cluster.port);
+    cleanup.push(() => proxy.close());
+    const daemon = await DaemonProcess.start(cluster, dataDir, ['--replication-timeout', '2'], {
+      serverPort: proxy.port,
+    });
+    cleanup.push(() => daemon.stop('SIGKILL'));
+    const since = parseLsn(await cluster.sql('SELECT pg_current_wal_insert_lsn()'));
+    const load = cluster.client('pgbench', ['-n', '-c', '2', '-T', '8']);
+    await sleep(1000);
+    proxy.block();
+    await sleep(5000);
+    proxy.unblock();
+    await load;
+    await cluster.sql('CHECKPOINT');
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const [expected, reported] = [
+      await clusterPagesChangedSince(cluster, since),
+      await daemon.changedBlocks(since, end),
+    ];
+    expect(expected.size).toBeGreaterThan(100);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+    expect(daemon.output).toMatch(/no message from the server for \d+ s: the connection is presumed lost/);
+    expect(JSON.parse((await daemon.http('GET', '/status')).text).reconnects).toBeGreaterThanOrEqual(1);
+  }, 120_000);
+
+  it('a checkpoint that cannot be written is logged and retried, and the slot stays at the last good one', async () => {
+    const { cluster, dataDir } = await setup();
+    const daemon = await DaemonProcess.start(cluster, dataDir);
+    cleanup.push(() => daemon.stop('SIGKILL'));
+    const good = checkpointLsnIn(dataDir);
+    // A directory where the map's temporary file goes: every write of it fails, even for root.
+    const blocker = join(dataDir, 'ptrack.map.tmp');
+    mkdirSync(blocker);
+    await cluster.client('pgbench', ['-n', '-c', '2', '-T', '3']);
+    await sleep(2500);
+    expect(daemon.output).toMatch(/checkpoint at [0-9A-F]+\/[0-9A-F]+ failed, will retry: .*EISDIR/);
+    expect(checkpointLsnIn(dataDir)).toBe(good);
+    const slot = () =>
+      cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'").then(parseLsn);
+    expect(await slot()).toBeLessThanOrEqual(good);
+    rmdirSync(blocker);
+    const end = parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
+    for (const deadline = Date.now() + 20_000; checkpointLsnIn(dataDir) < end && Date.now() < deadline; )
+      await sleep(200);
+    expect(checkpointLsnIn(dataDir)).toBeGreaterThanOrEqual(end);
+    expect(await slot()).toBeGreaterThan(good);
+  }, 120_000);
+});
