@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import client from 'prom-client';
 import type { QueryResult, QueryTask } from '../query/index.ts';
-import type { Tracker } from '../tracker/index.ts';
+import type { Tracker, TrackerStatus } from '../tracker/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 
 export interface ServeOptions {
@@ -67,7 +67,7 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
     }
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': registry.contentType });
-      return res.end(await registry.metrics());
+      return res.end(await registry.scrape());
     }
     if (req.url === '/query' && req.method === 'POST') return query(await body(req), res);
     return reply(res, 404, { error: `no such endpoint: ${req.method} ${req.url}` });
@@ -141,79 +141,80 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
   }
 }
 
-function metrics(tracker: Tracker): client.Registry {
-  const registry = new client.Registry();
-  const gauge = (name: string, help: string, value: () => number) =>
-    new client.Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(value());
-      },
-    });
-  // Totals kept by the tracker; Prometheus' rate() gives records and blocks per second.
-  const counter = (name: string, help: string, value: () => number) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(value());
-      },
-    });
-  gauge(
+/** What /metrics exports: name, help, kind, and its value in one status snapshot. */
+const METRICS: readonly [string, string, 'gauge' | 'counter', (s: TrackerStatus) => number][] = [
+  [
     'ptrackd_applied_lsn_bytes',
     'End of the last WAL record applied to the map',
-    () => tracker.status().appliedLsn,
-  );
-  gauge(
+    'gauge',
+    (s) => s.appliedLsn,
+  ],
+  [
     'ptrackd_checkpoint_lsn_bytes',
     'LSN of the last durable map checkpoint (the slot flush position)',
-    () => tracker.status().checkpointLsn,
-  );
-  gauge(
-    'ptrackd_server_lsn_bytes',
-    "The server's WAL position as last seen",
-    () => tracker.status().serverLsn,
-  );
-  gauge('ptrackd_lag_bytes', 'WAL the map has not applied yet', () =>
-    Math.max(0, tracker.status().serverLsn - tracker.status().appliedLsn),
-  );
-  gauge('ptrackd_init_lsn_bytes', 'The LSN from which the map is complete', () => tracker.status().initLsn);
-  gauge(
-    'ptrackd_lag_seconds',
-    'How long the oldest WAL not yet applied has waited',
-    () => tracker.status().lagSeconds,
-  );
-  gauge(
+    'gauge',
+    (s) => s.checkpointLsn,
+  ],
+  ['ptrackd_server_lsn_bytes', "The server's WAL position as last seen", 'gauge', (s) => s.serverLsn],
+  [
+    'ptrackd_lag_bytes',
+    'WAL the map has not applied yet',
+    'gauge',
+    (s) => Math.max(0, s.serverLsn - s.appliedLsn),
+  ],
+  ['ptrackd_init_lsn_bytes', 'The LSN from which the map is complete', 'gauge', (s) => s.initLsn],
+  ['ptrackd_lag_seconds', 'How long the oldest WAL not yet applied has waited', 'gauge', (s) => s.lagSeconds],
+  [
     'ptrackd_retained_wal_bytes',
     'WAL the slot holds back on the server (server position - checkpoint)',
-    () => Math.max(0, tracker.status().serverLsn - tracker.status().checkpointLsn),
-  );
-  gauge(
-    'ptrackd_received_lsn_bytes',
-    'End of the WAL received from the server',
-    () => tracker.status().receivedLsn,
-  );
-  counter('ptrackd_records_total', 'WAL records applied to the map', () => tracker.status().recordsApplied);
-  counter(
+    'gauge',
+    (s) => Math.max(0, s.serverLsn - s.checkpointLsn),
+  ],
+  ['ptrackd_received_lsn_bytes', 'End of the WAL received from the server', 'gauge', (s) => s.receivedLsn],
+  // Totals kept by the tracker; Prometheus' rate() gives records and blocks per second.
+  ['ptrackd_records_total', 'WAL records applied to the map', 'counter', (s) => s.recordsApplied],
+  [
     'ptrackd_blocks_marked_total',
     'Block marks made in the map (explicit and implied references)',
-    () => tracker.status().blocksMarked,
-  );
-  gauge(
+    'counter',
+    (s) => s.blocksMarked,
+  ],
+  [
     'ptrackd_map_fill_ratio',
     'Fraction of map entries in use, as of the last checkpoint',
-    () => tracker.status().mapFill,
-  );
-  gauge(
+    'gauge',
+    (s) => s.mapFill,
+  ],
+  [
     'ptrackd_checkpoint_duration_seconds',
     'How long the last map checkpoint took (file, fsync, catalog)',
-    () => tracker.status().checkpointSeconds,
-  );
-  gauge('ptrackd_gaps', 'Gaps in the tracked history since the map was created', () => tracker.status().gaps);
-  gauge('ptrackd_reconnects', 'Replication reconnects since start', () => tracker.status().reconnects);
-  return registry;
+    'gauge',
+    (s) => s.checkpointSeconds,
+  ],
+  ['ptrackd_gaps', 'Gaps in the tracked history since the map was created', 'gauge', (s) => s.gaps],
+  ['ptrackd_reconnects', 'Replication reconnects since start', 'gauge', (s) => s.reconnects],
+];
+
+/** The Prometheus registry, and a scrape that reads the tracker's status once for every metric. */
+function metrics(tracker: Tracker): { contentType: string; scrape: () => Promise<string> } {
+  const registry = new client.Registry();
+  const set = METRICS.map(([name, help, kind, value]) => {
+    if (kind === 'gauge') {
+      const g = new client.Gauge({ name, help, registers: [registry] });
+      return (s: TrackerStatus) => g.set(value(s));
+    }
+    const c = new client.Counter({ name, help, registers: [registry] });
+    return (s: TrackerStatus) => {
+      c.reset();
+      c.inc(value(s));
+    };
+  });
+  return {
+    contentType: registry.contentType,
+    scrape: () => {
+      const s = tracker.status();
+      for (const f of set) f(s);
+      return registry.metrics();
+    },
+  };
 }

@@ -149,16 +149,17 @@ export class Tracker {
     if (!behind) this.#behindSince = undefined;
     else this.#behindSince ??= Date.now();
     const gaps = this.#catalog?.history().filter((h) => h.kind === 'gap') ?? [];
+    const state = this.#catalog?.mapState();
     const lastGap = gaps.at(-1);
     return {
       slot: this.#o.slot,
       gaps: gaps.length,
       lagSeconds: this.#behindSince === undefined ? 0 : (Date.now() - this.#behindSince) / 1000,
-      mapSizeMb: this.#catalog?.mapState()?.mapSizeMb ?? 0,
+      mapSizeMb: state?.mapSizeMb ?? 0,
       lastGap: lastGap ? { at: lastGap.at, initLsn: lastGap.initLsn, reason: lastGap.reason } : null,
       server: this.#server,
       streaming: this.#stream !== undefined,
-      initLsn: this.#catalog?.mapState()?.initLsn ?? 0,
+      initLsn: state?.initLsn ?? 0,
       appliedLsn: this.#appliedLsn,
       checkpointLsn: this.#checkpointLsn,
       serverLsn: this.#serverLsn,
