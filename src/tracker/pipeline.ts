@@ -1,5 +1,5 @@
 import type { CatalogOp } from '../catalog/index.ts';
-import { formatLsn, type Lsn, WalDecodeError } from '../wal/index.ts';
+import { formatLsn, type Lsn, prevLinkError, WalDecodeError } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
 import { WalWindow } from './window.ts';
 
@@ -29,7 +29,7 @@ export interface PipelineOptions {
 const TAIL_SLACK = 1 << 20;
 
 interface Job {
-  /** Where the next run starts: a record start or a page boundary. */
+  /** Where the next run starts (after a run: where its next record starts): a record start or a page boundary. */
   from: Lsn;
   readonly stopBefore: Lsn;
   /** Where the results held so far started decoding. */
@@ -41,7 +41,6 @@ interface Job {
   firstLsn: Lsn | null;
   firstPrev: Lsn | null;
   lastLsn: Lsn | null;
-  resumeAt: Lsn;
   records: number;
   blocks: number;
   error: ChunkResult['error'];
@@ -185,7 +184,6 @@ export class ChunkPipeline {
   #reset(job: Job, from: Lsn): void {
     job.from = from;
     job.startedAt = from;
-    job.resumeAt = from;
     job.ops = [];
     job.firstLsn = null;
     job.firstPrev = null;
@@ -233,7 +231,6 @@ export class ChunkPipeline {
       job.records += r.records;
       job.blocks += r.blocks;
       job.lastLsn = r.lastLsn ?? job.lastLsn;
-      job.resumeAt = r.resumeAt;
       job.error = r.error;
       job.state = r.error || r.complete ? 'done' : 'queued';
       job.from = r.resumeAt;
@@ -265,8 +262,8 @@ export class ChunkPipeline {
         this.#stop(prevLinkError(job.firstLsn!, job.firstPrev, this.#lastRecordLsn));
         return;
       }
-      this.#o.onApplied(job.ops.flat(), job.resumeAt, job.records, job.blocks);
-      this.#applied = job.resumeAt;
+      this.#o.onApplied(job.ops.flat(), job.from, job.records, job.blocks);
+      this.#applied = job.from;
       // After an XLOG_SWITCH the next record starts at the next segment, maybe past what was cut.
       this.#cut = Math.max(this.#cut, this.#applied);
       this.#lastRecordLsn = job.lastLsn ?? this.#lastRecordLsn;
@@ -317,12 +314,4 @@ export class ChunkPipeline {
     clearTimeout(this.#flushTimer);
     this.#reject(e);
   }
-}
-
-function prevLinkError(lsn: Lsn, prev: Lsn, expected: Lsn): WalDecodeError {
-  return new WalDecodeError(
-    'bad-record-header',
-    `record with incorrect prev-link ${formatLsn(prev)} (previous record at ${formatLsn(expected)})`,
-    lsn,
-  );
 }

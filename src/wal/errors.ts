@@ -25,3 +25,12 @@ export class WalDecodeError extends Error {
     this.lsn = lsn;
   }
 }
+
+/** A record at `lsn` whose xl_prev is not the record before it. */
+export function prevLinkError(lsn: Lsn, prev: Lsn, previousRecord: Lsn): WalDecodeError {
+  return new WalDecodeError(
+    'bad-record-header',
+    `record with incorrect prev-link ${formatLsn(prev)} (previous record at ${formatLsn(previousRecord)})`,
+    lsn,
+  );
+}

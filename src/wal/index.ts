@@ -8,7 +8,7 @@ export {
 } from './constants.ts';
 export { crc32c } from './crc32c.ts';
 export { recordTypeName } from './describe.ts';
-export { WalDecodeError, type WalDecodeErrorCode } from './errors.ts';
+export { prevLinkError, WalDecodeError, type WalDecodeErrorCode } from './errors.ts';
 export {
   type FileEvent,
   fileEvents,

@@ -13,7 +13,7 @@ import {
   XLP_FIRST_IS_OVERWRITE_CONTRECORD,
   XLP_LONG_HEADER,
 } from './constants.ts';
-import { WalDecodeError } from './errors.ts';
+import { prevLinkError, WalDecodeError } from './errors.ts';
 import { formatLsn, type Lsn, lsnFromHalves, MAX_LSN } from './lsn.ts';
 import { u16At, u32At } from './reader.ts';
 import {
@@ -435,11 +435,7 @@ export class WalStreamDecoder {
   #checkPrevLink(bytes: Uint8Array, start: number, lsn: Lsn): void {
     const prev = lsnFromHalves(u32At(bytes, start + 8), u32At(bytes, start + 12));
     if (this.#lastRecordLsn !== undefined && prev !== this.#lastRecordLsn) {
-      throw new WalDecodeError(
-        'bad-record-header',
-        `record with incorrect prev-link ${formatLsn(prev)} (previous record at ${formatLsn(this.#lastRecordLsn)})`,
-        lsn,
-      );
+      throw prevLinkError(lsn, prev, this.#lastRecordLsn);
     }
   }
 
