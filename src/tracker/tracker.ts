@@ -14,6 +14,9 @@ import { ChunkPipeline } from './pipeline.ts';
 
 const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
 const CHECKPOINT_WORKER = new URL('../../workers/checkpoint.ts', import.meta.url).href;
+/** The shared WAL window, and the chunks cut from it for the decoder workers. */
+const WINDOW_BYTES = 64 << 20;
+const CHUNK_BYTES = 4 << 20;
 
 export interface TrackerOptions {
   readonly dataDir: string;
@@ -33,9 +36,6 @@ export interface TrackerOptions {
   readonly replicationTimeoutMs?: number;
   /** Decoder worker threads (default: the number of cores). */
   readonly workers?: number;
-  /** The shared WAL window and the chunks cut from it, in bytes (tests make them small). */
-  readonly windowBytes?: number;
-  readonly chunkBytes?: number;
   /** While behind the server by 1 MB or more, onProgress this often (ms). */
   readonly progressIntervalMs?: number;
   /** Catch-up progress; without it, a log line. */
@@ -354,8 +354,8 @@ export class Tracker {
         major: server.major,
       },
       pageSize: server.walBlockSize,
-      windowSize: this.#o.windowBytes ?? 64 << 20,
-      chunkSize: this.#o.chunkBytes ?? 4 << 20,
+      windowSize: WINDOW_BYTES,
+      chunkSize: CHUNK_BYTES,
       maxInFlight: 2 * this.#workers,
       flushDelayMs: 20,
       run: (task) => pool.run(task),
