@@ -31,8 +31,13 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
     handle(req, res).catch((e) => reply(res, 500, { error: (e as Error).message }));
   });
   async function handle(req: IncomingMessage, res: ServerResponse) {
-    const s = tracker.status();
     if (req.url === '/healthz') return reply(res, 200, { status: 'alive' });
+    if (req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': registry.contentType });
+      return res.end(await registry.scrape());
+    }
+    if (req.url === '/query' && req.method === 'POST') return query(await body(req), res);
+    const s = tracker.status();
     if (req.url === '/readyz') {
       const lag = s.serverLsn - s.appliedLsn;
       const ready = s.streaming && lag <= o.readyMaxLagBytes;
@@ -65,11 +70,6 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
         mapFill: s.mapFill,
       });
     }
-    if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': registry.contentType });
-      return res.end(await registry.scrape());
-    }
-    if (req.url === '/query' && req.method === 'POST') return query(await body(req), res);
     return reply(res, 404, { error: `no such endpoint: ${req.method} ${req.url}` });
   }
   async function query(
@@ -85,16 +85,16 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
           : await o.serverPosition();
     const timeoutMs = typeof input.timeoutMs === 'number' ? input.timeoutMs : 60_000;
     const deadline = Date.now() + timeoutMs;
-    while (tracker.status().appliedLsn < target) {
+    while (tracker.appliedLsn < target) {
       if (Date.now() > deadline) {
-        const applied = tracker.status().appliedLsn;
+        const applied = tracker.appliedLsn;
         return reply(res, 504, {
           error: `timed out after ${timeoutMs} ms waiting for ${formatLsn(target)}: applied up to ${formatLsn(applied)}, ${target - applied} bytes behind`,
         });
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    const appliedLsn = tracker.status().appliedLsn;
+    const appliedLsn = tracker.appliedLsn;
     let result: QueryResult;
     try {
       result = await queries.run({

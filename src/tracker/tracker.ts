@@ -144,10 +144,19 @@ export class Tracker {
     return this.#map;
   }
 
-  status(): TrackerStatus {
-    const behind = this.#appliedLsn < this.#serverLsn;
-    if (!behind) this.#behindSince = undefined;
+  /** How far WAL is applied (cheap: no catalog reads, unlike status()). */
+  get appliedLsn(): Lsn {
+    return this.#appliedLsn;
+  }
+
+  /** Notes when the map fell behind the server, as the positions move (lag in seconds counts from it). */
+  #noteBehind(): void {
+    if (this.#appliedLsn >= this.#serverLsn) this.#behindSince = undefined;
     else this.#behindSince ??= Date.now();
+  }
+
+  status(): TrackerStatus {
+    this.#noteBehind();
     const gaps = this.#catalog?.history().filter((h) => h.kind === 'gap') ?? [];
     const state = this.#catalog?.mapState();
     const lastGap = gaps.at(-1);
@@ -362,6 +371,7 @@ export class Tracker {
       onApplied: (ops, applied, records, blocks) => {
         this.catalog.applyOps(ops);
         this.#appliedLsn = applied;
+        this.#noteBehind();
         this.#recordsApplied += records;
         this.#blocksMarked += blocks;
         if (this.#checkpointDue()) void this.#checkpoint('periodic');
@@ -375,6 +385,7 @@ export class Tracker {
       timeoutMs: this.#o.replicationTimeoutMs,
       onWal: (m) => {
         this.#serverLsn = Math.max(this.#serverLsn, m.walEnd);
+        this.#noteBehind();
         if (pipeline.push(m.bytes, m.walStart)) stream.pause();
         this.#receivedLsn = pipeline.receivedLsn;
       },
