@@ -62,6 +62,10 @@ describe('the container image, built the way the Dockerfile builds it', () => {
     const out = execFileSync(cmd, argv, { encoding: 'utf8', ...user });
     expect(out).toMatch(/--slot/);
     expect(out).toMatch(/--wait-for-server/);
+    // The command the image links onto PATH, for kubectl exec.
+    expect(DOCKERFILE).toMatch(/^RUN ln -s \/app\/bin\/ptrackd \/usr\/local\/bin\/ptrackd$/m);
+    const viaPath = execFileSync(join(app, 'bin/ptrackd'), ['sql', '--help'], { encoding: 'utf8', ...user });
+    expect(viaPath).toMatch(/--wait-lsn/);
   });
 
   it('follows a server, becomes ready, and on SIGTERM checkpoints and exits 0', async () => {
