@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
@@ -21,15 +21,5 @@ export function writeFileDurably(path: string, bytes: Uint8Array): void {
     fsyncSync(dir);
   } finally {
     closeSync(dir);
-  }
-}
-
-/** The file's bytes, or null when it does not exist. */
-export function readFileIfExists(path: string): Uint8Array | null {
-  try {
-    return readFileSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
   }
 }

@@ -1,3 +1,4 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32c } from '@node-rs/crc32';
 import { FILE_CRC_SIZE, fileSizeForEntries, HEADER_SIZE, MAP_MAGIC, MAP_VERSION } from './layout.ts';
 import { PtrackMap } from './map.ts';
@@ -9,14 +10,17 @@ export const CRC_BLOCK_SIZE = 65536;
 export interface MapFileImage {
   readonly bytes: Uint8Array;
   readonly blockCrcs: Uint32Array;
+  /** The fraction of entries in use (counted here so that nobody else scans a live map for it). */
+  readonly fill: number;
 }
 
-/** Builds the file image from a map snapshot (header + entries, see PtrackMap.snapshot). */
-export function encodeMapFile(snapshot: Uint8Array): MapFileImage {
-  const bytes = new Uint8Array(snapshot.length + FILE_CRC_SIZE);
-  bytes.set(snapshot, 0);
-  new DataView(bytes.buffer).setUint32(snapshot.length, crc32c(snapshot), true);
-  return { bytes, blockCrcs: blockCrcsOf(bytes) };
+/** Builds the file image straight from the live map (see PtrackMap.copyInto). */
+export function encodeMapFile(map: PtrackMap): MapFileImage {
+  const size = map.buffer.byteLength;
+  const bytes = new Uint8Array(size + FILE_CRC_SIZE);
+  const fill = map.copyInto(bytes);
+  new DataView(bytes.buffer).setUint32(size, crc32c(bytes.subarray(0, size)), true);
+  return { bytes, blockCrcs: blockCrcsOf(bytes), fill };
 }
 
 export function blockCrcsOf(bytes: Uint8Array): Uint32Array {
@@ -44,12 +48,52 @@ export interface LoadedMap {
 }
 
 /**
- * Loads a checkpoint file (or its absence, `null`) against the catalog's record of that checkpoint. A
- * block whose CRC fails has all its entries set to the checkpoint LSN; a file that cannot be tied to the
- * record at all (missing, wrong size, bad header, no recorded CRCs) is treated as wholly damaged the same
- * way. init_lsn comes from the record, so repairable damage never moves it.
+ * Loads a checkpoint file (a path to read straight into the map's shared memory, its bytes, or `null`
+ * for none) against the catalog's record of that checkpoint. A block whose CRC fails has all its entries
+ * set to the checkpoint LSN; a file that cannot be tied to the record at all (missing, wrong size, bad
+ * header, no recorded CRCs) is treated as wholly damaged the same way. init_lsn comes from the record, so
+ * repairable damage never moves it.
  */
-export function loadMapFile(file: Uint8Array | null, record: CheckpointRecord): LoadedMap {
+export function loadMapFile(file: string | Uint8Array | null, record: CheckpointRecord): LoadedMap {
+  if (typeof file !== 'string') return loadFrom(file === null ? null : bytesReader(file), record);
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return loadFrom(null, record);
+    throw e;
+  }
+  try {
+    return loadFrom(fileReader(fd), record);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A file's size and a way to read bytes of it at a position. */
+interface FileReader {
+  readonly size: number;
+  read(into: Uint8Array, position: number): void;
+}
+
+function bytesReader(bytes: Uint8Array): FileReader {
+  return { size: bytes.length, read: (into, at) => into.set(bytes.subarray(at, at + into.length)) };
+}
+
+function fileReader(fd: number): FileReader {
+  return {
+    size: fstatSync(fd).size,
+    read(into, at) {
+      for (let done = 0; done < into.length; ) {
+        const n = readSync(fd, into, done, into.length - done, at + done);
+        if (n === 0) throw new Error(`the map file ended at byte ${at + done} while being read`);
+        done += n;
+      }
+    },
+  };
+}
+
+function loadFrom(file: FileReader | null, record: CheckpointRecord): LoadedMap {
   const map = PtrackMap.withEntries(record.entries, record.initLsn);
   const whole = (why: string): LoadedMap => {
     map.fillEntries(0, record.entries, record.checkpointLsn);
@@ -57,20 +101,28 @@ export function loadMapFile(file: Uint8Array | null, record: CheckpointRecord): 
   };
   const expectedSize = fileSizeForEntries(record.entries);
   if (file === null) return whole('the map file is missing');
-  if (file.length !== expectedSize)
-    return whole(`the map file is ${file.length} bytes, expected ${expectedSize}`);
+  if (file.size !== expectedSize)
+    return whole(`the map file is ${file.size} bytes, expected ${expectedSize}`);
   if (record.blockCrcs === null || record.blockCrcs.length !== Math.ceil(expectedSize / CRC_BLOCK_SIZE)) {
     return whole('the catalog holds no block checksums for this checkpoint');
   }
+  // The entries go straight into the shared buffer; the file's header and CRC are read aside, so the
+  // map keeps the header made from the record.
+  const header = new Uint8Array(HEADER_SIZE);
+  const trailer = new Uint8Array(FILE_CRC_SIZE);
+  const entries = new Uint8Array(map.buffer, HEADER_SIZE);
+  file.read(header, 0);
+  file.read(entries, HEADER_SIZE);
+  file.read(trailer, expectedSize - FILE_CRC_SIZE);
   const headerOk =
-    MAP_MAGIC.every((b, i) => file[i] === b) &&
-    new DataView(file.buffer, file.byteOffset).getUint32(4, true) === MAP_VERSION;
-  const actual = blockCrcsOf(file);
+    MAP_MAGIC.every((b, i) => header[i] === b) &&
+    new DataView(header.buffer).getUint32(4, true) === MAP_VERSION;
   const damaged: number[] = [];
-  for (let i = 0; i < actual.length; i++) if (actual[i] !== record.blockCrcs[i]) damaged.push(i);
+  for (let i = 0; i < record.blockCrcs.length; i++) {
+    if (fileBlockCrc(header, entries, trailer, i) !== record.blockCrcs[i]) damaged.push(i);
+  }
   if (!headerOk && !damaged.includes(0))
     return whole('the map file header is not ptrack 2.4 (magic "ptk\\0", version 220)');
-  new Uint8Array(map.buffer).set(file.subarray(HEADER_SIZE, expectedSize - FILE_CRC_SIZE), HEADER_SIZE);
   for (const block of damaged) {
     const firstByte = block * CRC_BLOCK_SIZE;
     const from = Math.max(0, Math.floor((firstByte - HEADER_SIZE) / 8));
@@ -78,4 +130,22 @@ export function loadMapFile(file: Uint8Array | null, record: CheckpointRecord): 
     map.fillEntries(from, to, record.checkpointLsn);
   }
   return { map, damagedBlocks: damaged };
+}
+
+/** The CRC-32C of file block `i`, the file being header + entries + trailer. */
+function fileBlockCrc(header: Uint8Array, entries: Uint8Array, trailer: Uint8Array, i: number): number {
+  const from = i * CRC_BLOCK_SIZE;
+  const to = Math.min(from + CRC_BLOCK_SIZE, HEADER_SIZE + entries.length + trailer.length);
+  let crc = 0;
+  if (from < HEADER_SIZE) crc = crc32c(header.subarray(from), crc);
+  const a = Math.max(from, HEADER_SIZE) - HEADER_SIZE;
+  const b = Math.min(to - HEADER_SIZE, entries.length);
+  if (b > a) crc = crc32c(entries.subarray(a, b), crc);
+  if (to > HEADER_SIZE + entries.length) {
+    crc = crc32c(
+      trailer.subarray(Math.max(0, from - HEADER_SIZE - entries.length), to - HEADER_SIZE - entries.length),
+      crc,
+    );
+  }
+  return crc;
 }

@@ -1,4 +1,4 @@
-export { readFileIfExists, writeFileDurably } from './durable.ts';
+export { writeFileDurably } from './durable.ts';
 export {
   type CheckpointRecord,
   CRC_BLOCK_SIZE,
@@ -9,4 +9,4 @@ export {
 } from './file.ts';
 export { blockHash, mod64 } from './hash.ts';
 export { entriesForMapSize, fileSizeForEntries, MAP_VERSION, MAX_MAP_SIZE_MB } from './layout.ts';
-export { PtrackMap, snapshotFill } from './map.ts';
+export { PtrackMap } from './map.ts';

@@ -133,17 +133,39 @@ export class PtrackMap {
     return usedFraction(this.#u32);
   }
 
-  /** A copy of the whole buffer (header + entries) for a checkpoint, each entry as some writer completed it. */
+  /** A copy of the whole buffer (header + entries), each entry as some writer completed it. */
   snapshot(): Uint8Array {
     const out = new Uint8Array(this.buffer.byteLength);
-    out.set(new Uint8Array(this.buffer, 0, HEADER_SIZE), 0);
-    const dst = new Uint32Array(out.buffer, HEADER_SIZE);
-    for (let slot = 0; slot < this.entries; slot++) {
-      const lsn = this.entry(slot);
-      dst[slot * 2] = lsn % TWO_32;
-      dst[slot * 2 + 1] = Math.floor(lsn / TWO_32);
-    }
+    this.copyInto(out);
     return out;
+  }
+
+  /**
+   * Copies the header and entries to the start of `out` (a checkpoint's file image), each entry as some
+   * writer completed it, by the reader's protocol above on words (no LSN is rebuilt). Every mark made
+   * before the copy began is in it, maybe some later ones. Returns the fraction of entries in use.
+   */
+  copyInto(out: Uint8Array): number {
+    if (out.byteOffset % 4 !== 0 || out.length < this.buffer.byteLength) {
+      throw new RangeError(`a map copy needs ${this.buffer.byteLength} bytes at a 4-byte aligned offset`);
+    }
+    out.set(new Uint8Array(this.buffer, 0, HEADER_SIZE), 0);
+    const src = this.#u32;
+    const dst = new Uint32Array(out.buffer, out.byteOffset + HEADER_SIZE, src.length);
+    let used = 0;
+    for (let i = 0; i < src.length; i += 2) {
+      for (;;) {
+        const hi = Atomics.load(src, i + 1);
+        if (hi & LOCKED) continue;
+        const lo = Atomics.load(src, i);
+        if (Atomics.load(src, i + 1) !== hi) continue;
+        dst[i] = lo;
+        dst[i + 1] = hi;
+        if ((lo | hi) !== 0) used++;
+        break;
+      }
+    }
+    return used / this.entries;
   }
 
   #raise(slot: number, lsn: number): void {
@@ -169,12 +191,6 @@ function checkLsn(lsn: number): void {
   if (!(lsn >= 0 && lsn <= Number.MAX_SAFE_INTEGER && Number.isInteger(lsn))) {
     throw new RangeError(`an LSN must be an integer from 0 to 2^53 - 1, got ${lsn}`);
   }
-}
-
-/** The fraction of entries in use in a snapshot (see PtrackMap.snapshot). */
-export function snapshotFill(snapshot: Uint8Array): number {
-  const words = (snapshot.length - HEADER_SIZE) / 4;
-  return usedFraction(new Uint32Array(snapshot.buffer, snapshot.byteOffset + HEADER_SIZE, words));
 }
 
 /** Entries are word pairs; an entry is used when either word is not zero. */

@@ -1,13 +1,6 @@
 import { join } from 'node:path';
 import type { Catalog } from '../catalog/index.ts';
-import {
-  encodeMapFile,
-  loadMapFile,
-  type PtrackMap,
-  readFileIfExists,
-  snapshotFill,
-  writeFileDurably,
-} from '../map/index.ts';
+import { encodeMapFile, loadMapFile, type PtrackMap, writeFileDurably } from '../map/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 
 export const MAP_FILE = 'ptrack.map';
@@ -29,11 +22,9 @@ export function checkpointMap(dataDir: string, catalog: Catalog, map: PtrackMap,
  * catalog. The snapshot holds every mark made before it started, and maybe some later ones.
  */
 export function writeMapFile(dataDir: string, map: PtrackMap): { blockCrcs: Uint32Array; fill: number } {
-  const snapshot = map.snapshot();
-  const image = encodeMapFile(snapshot);
+  const image = encodeMapFile(map);
   writeFileDurably(join(dataDir, MAP_FILE), image.bytes);
-  // Counted here so that a metrics scrape never scans the live map.
-  return { blockCrcs: image.blockCrcs, fill: snapshotFill(snapshot) };
+  return { blockCrcs: image.blockCrcs, fill: image.fill };
 }
 
 /**
@@ -49,7 +40,7 @@ export function loadCheckpointedMap(
   const state = catalog.mapState();
   if (!state) throw new Error('the catalog holds no map to load');
   const checkpointLsn = state.checkpointLsn ?? state.initLsn;
-  const loaded = loadMapFile(readFileIfExists(join(dataDir, MAP_FILE)), {
+  const loaded = loadMapFile(join(dataDir, MAP_FILE), {
     entries: state.entries,
     initLsn: state.initLsn,
     checkpointLsn,

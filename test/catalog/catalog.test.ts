@@ -3,13 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Catalog, CatalogError } from '../../src/catalog/index.ts';
-import {
-  encodeMapFile,
-  loadMapFile,
-  PtrackMap,
-  readFileIfExists,
-  writeFileDurably,
-} from '../../src/map/index.ts';
+import { encodeMapFile, loadMapFile, PtrackMap, writeFileDurably } from '../../src/map/index.ts';
 import { happened, observed, scratchCatalog } from '../helpers/catalog.ts';
 
 const observe = (rel: number, fork: number, maxBlock: number, lsn: number) =>
@@ -94,14 +88,14 @@ describe('catalog', () => {
     const map = PtrackMap.create(1, 0x1000);
     c.initMap(1, map.entries, 0x1000, 'first start');
     for (let b = 0; b < 5000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
-    const image = encodeMapFile(map.snapshot());
+    const image = encodeMapFile(map);
     writeFileDurably(join(dir, 'ptrack.map'), image.bytes);
     c.recordCheckpoint(0x9000, image.blockCrcs);
     c.close();
     const reopened = Catalog.open(join(dir, 'catalog.db'), { readonly: true });
     const state = reopened.mapState()!;
     expect(state.checkpointLsn).toBe(0x9000);
-    const loaded = loadMapFile(readFileIfExists(join(dir, 'ptrack.map')), {
+    const loaded = loadMapFile(join(dir, 'ptrack.map'), {
       entries: state.entries,
       initLsn: state.initLsn,
       checkpointLsn: state.checkpointLsn!,

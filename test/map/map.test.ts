@@ -99,6 +99,55 @@ describe('marking and asking', () => {
     expect(measured.match(/Scavenge|Mark-Compact|Mark-sweep/g) ?? []).toEqual([]);
   });
 
+  it('copies, while threads mark it, only values some writer completed and never less than before', async () => {
+    const entries = 1031;
+    const map = PtrackMap.withEntries(entries, 0);
+    // High word k, low word scrambled: a copy that mixed two writes' halves would not be in this set.
+    const lsnOf = (k: number) => k * 2 ** 32 + ((k * 2654435761) >>> 0);
+    const written = new Set<number>([0]);
+    for (let block = 0; block < 2000; block++) map.markBlock(1663, 5, 16384, 0, block, lsnOf(1));
+    written.add(lsnOf(1));
+    const before = new Uint32Array(map.snapshot().buffer, 16);
+    const perWorker = 400_000;
+    const plans = Array.from({ length: 3 }, (_, w) => {
+      const marks = new Float64Array(perWorker * 3);
+      for (let i = 0; i < perWorker; i++) {
+        const k = 2 + Math.floor(i / 7) * 3 + w;
+        marks[i * 3] = 16384;
+        marks[i * 3 + 1] = (i * 31 + w) % 2000;
+        marks[i * 3 + 2] = lsnOf(k);
+        written.add(lsnOf(k));
+      }
+      return marks;
+    });
+    const done = plans.map(
+      (marks) =>
+        new Promise((resolve, reject) => {
+          const w = new Worker(new URL('./mark-worker.ts', import.meta.url), {
+            workerData: { buffer: map.buffer, marks },
+          });
+          w.once('message', resolve);
+          w.once('error', reject);
+        }),
+    );
+    const copies = new Set<string>();
+    const out = new Uint8Array(map.buffer.byteLength);
+    const until = performance.now() + 1500;
+    while (performance.now() < until) {
+      map.copyInto(out);
+      const words = new Uint32Array(out.buffer, 16);
+      for (let slot = 0; slot < entries; slot++) {
+        const value = words[slot * 2 + 1] * 2 ** 32 + words[slot * 2];
+        if (!written.has(value)) expect.fail(`slot ${slot} holds ${value}, which no writer wrote`);
+        if (value < before[slot * 2 + 1] * 2 ** 32 + before[slot * 2]) expect.fail(`slot ${slot} went back`);
+      }
+      copies.add(Buffer.from(out).toString('base64'));
+    }
+    await Promise.all(done);
+    // The copies overlapped the writers: they saw the map in several states.
+    expect(copies.size).toBeGreaterThan(2);
+  });
+
   it('loses no update when several worker threads mark the same map at once', async () => {
     const map = PtrackMap.withEntries(4099, 0); // small: threads collide on slots all the time
     const random = seededRandom(11);

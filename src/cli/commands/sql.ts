@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { Catalog } from '../../catalog/index.ts';
-import { loadMapFile, readFileIfExists } from '../../map/index.ts';
+import { loadMapFile } from '../../map/index.ts';
 import { QueryEngine } from '../../query/index.ts';
 import { MAP_FILE } from '../../tracker/index.ts';
 import { formatLsn, parseLsn } from '../../wal/index.ts';
@@ -60,7 +60,7 @@ function offlineAnswer(dataDir: string, pgdata: string | undefined): Answer {
   const state = catalog.mapState();
   if (!state || state.checkpointLsn === null) throw new ExitError(`${dataDir} holds no map checkpoint yet`);
   const checkpointLsn = state.checkpointLsn;
-  const loaded = loadMapFile(readFileIfExists(join(dataDir, MAP_FILE)), {
+  const loaded = loadMapFile(join(dataDir, MAP_FILE), {
     entries: state.entries,
     initLsn: state.initLsn,
     checkpointLsn,
