@@ -29,7 +29,10 @@ export class ReplicationError extends Error {
 }
 
 export interface StreamHandlers {
-  /** WAL bytes in order; `bytes` is the caller's to keep. */
+  /**
+   * WAL bytes in order. `bytes` is valid only during the call (the connection reuses its read buffer):
+   * copy what must outlive it.
+   */
   readonly onWal: (message: XLogData) => void;
   /** The positions to report when the server asks for a reply (flush: the last durable checkpoint). */
   readonly positions: () => Lsn;

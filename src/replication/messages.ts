@@ -50,14 +50,16 @@ function lsnAt(b: Uint8Array, o: number): Lsn {
 }
 
 /**
- * Parses one CopyData payload. XLogData's bytes are copied: the connection reuses its read buffer after
- * the callback returns.
+ * Parses one CopyData payload. XLogData's bytes are a view into `chunk`, not a copy: WAL is copied once,
+ * by whoever keeps it (the tracker, into its window).
  */
 export function parseCopyData(chunk: Uint8Array): XLogData | PrimaryKeepalive {
   switch (chunk[0]) {
     case ReplicationCode.XLogData: {
       if (chunk.length < 25) throw new ReplicationProtocolError(`XLogData message of ${chunk.length} bytes`);
-      return new XLogData(lsnAt(chunk, 1), lsnAt(chunk, 9), Uint8Array.prototype.slice.call(chunk, 25));
+      // A plain Uint8Array (not a Buffer, whose slice() would not copy).
+      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset + 25, chunk.length - 25);
+      return new XLogData(lsnAt(chunk, 1), lsnAt(chunk, 9), bytes);
     }
     case ReplicationCode.PrimaryKeepalive: {
       if (chunk.length < 18) throw new ReplicationProtocolError(`keepalive message of ${chunk.length} bytes`);

@@ -118,7 +118,7 @@ export class ChunkPipeline {
     }
     this.#received += bytes.length;
     if (this.#overflow.length === 0 && bytes.length <= this.#window.free) this.#window.write(bytes, lsn);
-    else this.#overflow.push(bytes.slice());
+    else this.#overflow.push(new Uint8Array(bytes)); // a copy, even of a Buffer
     this.#dispatch(false);
     this.#armFlush();
     this.#paused ||= this.#overflow.length > 0 || this.#window.free < this.#window.size / 4;

@@ -69,7 +69,7 @@ describe('physical replication client against PostgreSQL 15', () => {
     stream = connection.startReplication('ptrack', start, 1, {
       onWal: (m) => {
         messages++;
-        decoder.feed(m.bytes, m.walStart);
+        decoder.feed(m.bytes.slice(), m.walStart); // the stream reuses its buffer
         while (decoder.position < end) {
           const r = decoder.next();
           if (r === null) return;

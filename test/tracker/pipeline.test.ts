@@ -84,9 +84,13 @@ async function pipelined(
   });
   let at = 0;
   let extra = 0;
+  // One read buffer, reused as node-postgres reuses its own: the pipeline must copy what it keeps.
+  const readBuffer = Buffer.alloc(3 * PAGE);
   while (at < wal.bytes.length && !error) {
     const n = Math.min(wal.bytes.length - at, 1 + Math.floor(random() * 3 * PAGE));
-    const pause = pipeline.push(wal.bytes.subarray(at, at + n), wal.lsn + at);
+    readBuffer.set(wal.bytes.subarray(at, at + n));
+    const pause = pipeline.push(readBuffer.subarray(0, n), wal.lsn + at);
+    readBuffer.fill(0x20);
     at += n;
     if (pause && extra++ >= 2) {
       extra = 0;
