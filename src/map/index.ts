@@ -1,3 +1,4 @@
+export { MarkCache } from './coalesce.ts';
 export { writeFileDurably } from './durable.ts';
 export {
   type CheckpointRecord,

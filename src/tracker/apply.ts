@@ -1,5 +1,5 @@
 import type { CatalogOp } from '../catalog/index.ts';
-import type { PtrackMap } from '../map/index.ts';
+import { MarkCache, type PtrackMap } from '../map/index.ts';
 import { type DecodedRecord, fileEvents, impliedBlockRefs, type Lsn } from '../wal/index.ts';
 
 type Observation = {
@@ -12,24 +12,33 @@ type Observation = {
   lastLsn: Lsn;
 };
 
+/** How many forks #recent holds. */
+const RECENT_FORKS = 8;
+
 const CATALOG_EVENTS = new Set(['create', 'truncate', 'drop', 'dbcopy', 'dbcreate', 'dbdrop']);
 
 /**
  * Applies decoded records to the map (every explicit and implied block, marked with the record's end
  * LSN) and collects what the catalog must learn, in LSN order: block observations coalesced per fork
- * between file events, and the file events. `takeOps()` hands a batch to Catalog.applyOps.
+ * between file events, and the file events. `takeOps()` hands a batch to Catalog.applyOps; the marks
+ * of the records applied so far are all in the map once it returns (they are coalesced until then).
  */
 export class WalApplier {
-  readonly #map: PtrackMap;
+  readonly #marks: MarkCache;
   readonly #blockSize: number;
   #pending = new Map<string, Observation>();
-  #last: Observation | undefined;
+  /**
+   * The forks marked last: records touch a few forks in turn (a pgbench transaction: accounts, tellers,
+   * branches, history), so most marks find theirs here without building a key.
+   */
+  readonly #recent: Observation[] = [];
+  #recentNext = 0;
   #ops: CatalogOp[] = [];
   #appliedLsn: Lsn;
   #blocksMarked = 0;
 
   constructor(map: PtrackMap, blockSize: number, startLsn: Lsn) {
-    this.#map = map;
+    this.#marks = new MarkCache(map);
     this.#blockSize = blockSize;
     this.#appliedLsn = startLsn;
   }
@@ -58,6 +67,7 @@ export class WalApplier {
   }
 
   takeOps(): CatalogOp[] {
+    this.#marks.flush();
     this.#flushObservations();
     const ops = this.#ops;
     this.#ops = [];
@@ -65,18 +75,26 @@ export class WalApplier {
   }
 
   #mark(spc: number, db: number, rel: number, fork: number, block: number, lsn: number): void {
-    this.#map.markBlock(spc, db, rel, fork, block, lsn);
+    this.#marks.mark(spc, db, rel, fork, block, lsn);
     this.#blocksMarked++;
-    // Records touch the same fork again and again: check the last one before building a key.
-    let seen = this.#last;
-    if (seen === undefined || seen.rel !== rel || seen.fork !== fork || seen.db !== db || seen.spc !== spc) {
+    const recent = this.#recent;
+    let seen: Observation | undefined;
+    for (let i = 0; i < recent.length; i++) {
+      const o = recent[i];
+      if (o.rel === rel && o.fork === fork && o.db === db && o.spc === spc) {
+        seen = o;
+        break;
+      }
+    }
+    if (seen === undefined) {
       const key = `${spc}/${db}/${rel}/${fork}`;
       seen = this.#pending.get(key);
       if (seen === undefined) {
         seen = { spc, db, rel, fork, maxBlock: block, firstLsn: lsn, lastLsn: lsn };
         this.#pending.set(key, seen);
       }
-      this.#last = seen;
+      recent[this.#recentNext] = seen;
+      this.#recentNext = (this.#recentNext + 1) % RECENT_FORKS;
     }
     if (block > seen.maxBlock) seen.maxBlock = block;
     seen.lastLsn = lsn;
@@ -85,6 +103,7 @@ export class WalApplier {
   #flushObservations(): void {
     for (const o of this.#pending.values()) this.#ops.push({ op: 'observe', ...o });
     this.#pending.clear();
-    this.#last = undefined;
+    this.#recent.length = 0;
+    this.#recentNext = 0;
   }
 }
