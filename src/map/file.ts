@@ -1,34 +1,50 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { crc32c } from '@node-rs/crc32';
+import { writeFileDurably } from './durable.ts';
 import { FILE_CRC_SIZE, fileSizeForEntries, HEADER_SIZE, MAP_MAGIC, MAP_VERSION } from './layout.ts';
 import { PtrackMap } from './map.ts';
 
 /** The map file is checked in blocks of this many bytes; damage costs false positives in that block only. */
 export const CRC_BLOCK_SIZE = 65536;
 
-/** A checkpoint's bytes (ptrack 2.4 layout with its trailing CRC) and the CRC-32C of each file block. */
-export interface MapFileImage {
-  readonly bytes: Uint8Array;
+/** What a checkpoint file's writing learned: the CRC-32C of each file block, and the map's fill. */
+export interface MapFileWritten {
   readonly blockCrcs: Uint32Array;
   /** The fraction of entries in use (counted here so that nobody else scans a live map for it). */
   readonly fill: number;
 }
 
-/** Builds the file image straight from the live map (see PtrackMap.copyInto). */
-export function encodeMapFile(map: PtrackMap): MapFileImage {
-  const size = map.buffer.byteLength;
-  const bytes = new Uint8Array(size + FILE_CRC_SIZE);
-  const fill = map.copyInto(bytes);
-  new DataView(bytes.buffer).setUint32(size, crc32c(bytes.subarray(0, size)), true);
-  return { bytes, blockCrcs: blockCrcsOf(bytes), fill };
-}
+/** The file is written through a buffer of this many bytes: a whole number of CRC blocks. */
+const PIECE_SIZE = 16 * CRC_BLOCK_SIZE;
 
-export function blockCrcsOf(bytes: Uint8Array): Uint32Array {
-  const crcs = new Uint32Array(Math.ceil(bytes.length / CRC_BLOCK_SIZE));
-  for (let i = 0; i < crcs.length; i++) {
-    crcs[i] = crc32c(bytes.subarray(i * CRC_BLOCK_SIZE, (i + 1) * CRC_BLOCK_SIZE));
+/**
+ * Writes a checkpoint of the live map to `path` durably (see writeFileDurably): ptrack 2.4's layout with
+ * its trailing CRC-32C. The map is copied a piece at a time through one small buffer (see
+ * PtrackMap.copyRange), so a checkpoint never holds a second copy of a large map.
+ */
+export function writeMapFile(path: string, map: PtrackMap): MapFileWritten {
+  const size = map.buffer.byteLength;
+  const fileSize = size + FILE_CRC_SIZE;
+  const blockCrcs = new Uint32Array(Math.ceil(fileSize / CRC_BLOCK_SIZE));
+  const buffer = new Uint8Array(PIECE_SIZE);
+  let used = 0;
+  let crc = 0;
+  function* pieces(): Generator<Uint8Array> {
+    for (let at = 0; at < fileSize; at += PIECE_SIZE) {
+      const piece = buffer.subarray(0, Math.min(PIECE_SIZE, fileSize - at));
+      const mapPart = piece.subarray(0, Math.min(piece.length, size - at));
+      used += map.copyRange(mapPart, at);
+      crc = crc32c(mapPart, crc);
+      // The CRC (4 bytes at an offset that is a multiple of 8) never straddles two pieces.
+      if (mapPart.length < piece.length) new DataView(piece.buffer).setUint32(mapPart.length, crc, true);
+      for (let b = 0; b < piece.length; b += CRC_BLOCK_SIZE) {
+        blockCrcs[(at + b) / CRC_BLOCK_SIZE] = crc32c(piece.subarray(b, b + CRC_BLOCK_SIZE));
+      }
+      yield piece;
+    }
   }
-  return crcs;
+  writeFileDurably(path, pieces());
+  return { blockCrcs, fill: used / map.entries };
 }
 
 /** What the catalog knows about the last durable checkpoint: it ties a file to it. */

@@ -3,10 +3,10 @@ export { writeFileDurably } from './durable.ts';
 export {
   type CheckpointRecord,
   CRC_BLOCK_SIZE,
-  encodeMapFile,
   type LoadedMap,
   loadMapFile,
-  type MapFileImage,
+  type MapFileWritten,
+  writeMapFile,
 } from './file.ts';
 export { blockHash, mod64 } from './hash.ts';
 export { entriesForMapSize, fileSizeForEntries, MAP_VERSION, MAX_MAP_SIZE_MB } from './layout.ts';

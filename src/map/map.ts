@@ -136,36 +136,42 @@ export class PtrackMap {
   /** A copy of the whole buffer (header + entries), each entry as some writer completed it. */
   snapshot(): Uint8Array {
     const out = new Uint8Array(this.buffer.byteLength);
-    this.copyInto(out);
+    this.copyRange(out, 0);
     return out;
   }
 
   /**
-   * Copies the header and entries to the start of `out` (a checkpoint's file image), each entry as some
-   * writer completed it, by the reader's protocol above on words (no LSN is rebuilt). Every mark made
-   * before the copy began is in it, maybe some later ones. Returns the fraction of entries in use.
+   * Copies the buffer's bytes [at, at + out.length) (header, then entries) into `out`, each entry as
+   * some writer completed it, by the reader's protocol above on words (no LSN is rebuilt): every mark
+   * made before the copy began is in it, maybe some later ones. `at` and the length are multiples of 8.
+   * Returns how many of the entries copied are in use.
    */
-  copyInto(out: Uint8Array): number {
-    if (out.byteOffset % 4 !== 0 || out.length < this.buffer.byteLength) {
-      throw new RangeError(`a map copy needs ${this.buffer.byteLength} bytes at a 4-byte aligned offset`);
+  copyRange(out: Uint8Array, at: number): number {
+    const end = at + out.length;
+    if (at % 8 !== 0 || end % 8 !== 0 || out.byteOffset % 4 !== 0 || end > this.buffer.byteLength) {
+      throw new RangeError(`cannot copy map bytes [${at}, ${end}) into a view at offset ${out.byteOffset}`);
     }
-    out.set(new Uint8Array(this.buffer, 0, HEADER_SIZE), 0);
+    const headerBytes = Math.max(0, Math.min(end, HEADER_SIZE) - at);
+    if (headerBytes > 0) out.set(new Uint8Array(this.buffer, at, headerBytes), 0);
     const src = this.#u32;
-    const dst = new Uint32Array(out.buffer, out.byteOffset + HEADER_SIZE, src.length);
+    const first = (Math.max(at, HEADER_SIZE) - HEADER_SIZE) / 4;
+    const words = (end - HEADER_SIZE) / 4 - first;
+    if (words <= 0) return 0;
+    const dst = new Uint32Array(out.buffer, out.byteOffset + headerBytes, words);
     let used = 0;
-    for (let i = 0; i < src.length; i += 2) {
+    for (let i = 0; i < words; i += 2) {
       for (;;) {
-        const hi = Atomics.load(src, i + 1);
+        const hi = Atomics.load(src, first + i + 1);
         if (hi & LOCKED) continue;
-        const lo = Atomics.load(src, i);
-        if (Atomics.load(src, i + 1) !== hi) continue;
+        const lo = Atomics.load(src, first + i);
+        if (Atomics.load(src, first + i + 1) !== hi) continue;
         dst[i] = lo;
         dst[i + 1] = hi;
         if ((lo | hi) !== 0) used++;
         break;
       }
     }
-    return used / this.entries;
+    return used;
   }
 
   #raise(slot: number, lsn: number): void {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Catalog } from '../catalog/index.ts';
-import { encodeMapFile, loadMapFile, type PtrackMap, writeFileDurably } from '../map/index.ts';
+import { loadMapFile, type MapFileWritten, type PtrackMap, writeMapFile } from '../map/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 
 export const MAP_FILE = 'ptrack.map';
@@ -11,20 +11,18 @@ export const MAP_FILE = 'ptrack.map';
  * one transaction. Only after both may the slot's flush position move to `lsn`.
  */
 export function checkpointMap(dataDir: string, catalog: Catalog, map: PtrackMap, lsn: Lsn): { fill: number } {
-  const written = writeMapFile(dataDir, map);
+  const written = writeCheckpointFile(dataDir, map);
   catalog.recordCheckpoint(lsn, written.blockCrcs);
   return written;
 }
 
 /**
- * The file half of a checkpoint, which may run in another thread while decoding goes on: a snapshot of
- * the live map (each entry as some writer completed it) written durably, and its block CRCs for the
- * catalog. The snapshot holds every mark made before it started, and maybe some later ones.
+ * The file half of a checkpoint, which may run in another thread while decoding goes on: the live map
+ * (each entry as some writer completed it) written durably, and its block CRCs for the catalog. The file
+ * holds every mark made before the writing started, and maybe some later ones.
  */
-export function writeMapFile(dataDir: string, map: PtrackMap): { blockCrcs: Uint32Array; fill: number } {
-  const image = encodeMapFile(map);
-  writeFileDurably(join(dataDir, MAP_FILE), image.bytes);
-  return { blockCrcs: image.blockCrcs, fill: image.fill };
+export function writeCheckpointFile(dataDir: string, map: PtrackMap): MapFileWritten {
+  return writeMapFile(join(dataDir, MAP_FILE), map);
 }
 
 /**

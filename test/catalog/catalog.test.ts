@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Catalog, CatalogError } from '../../src/catalog/index.ts';
-import { encodeMapFile, loadMapFile, PtrackMap, writeFileDurably } from '../../src/map/index.ts';
+import { loadMapFile, PtrackMap, writeMapFile } from '../../src/map/index.ts';
 import { happened, observed, scratchCatalog } from '../helpers/catalog.ts';
 
 const observe = (rel: number, fork: number, maxBlock: number, lsn: number) =>
@@ -88,9 +88,8 @@ describe('catalog', () => {
     const map = PtrackMap.create(1, 0x1000);
     c.initMap(1, map.entries, 0x1000, 'first start');
     for (let b = 0; b < 5000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
-    const image = encodeMapFile(map);
-    writeFileDurably(join(dir, 'ptrack.map'), image.bytes);
-    c.recordCheckpoint(0x9000, image.blockCrcs);
+    const written = writeMapFile(join(dir, 'ptrack.map'), map);
+    c.recordCheckpoint(0x9000, written.blockCrcs);
     c.close();
     const reopened = Catalog.open(join(dir, 'catalog.db'), { readonly: true });
     const state = reopened.mapState()!;

@@ -6,17 +6,20 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   type CheckpointRecord,
   CRC_BLOCK_SIZE,
-  encodeMapFile,
   fileSizeForEntries,
   loadMapFile,
   PtrackMap,
   writeFileDurably,
+  writeMapFile,
 } from '../../src/map/index.ts';
 import { seededRandom } from '../helpers/fixtures.ts';
 
 const ENTRIES = 100_000; // ~800 KB: 13 CRC blocks
 const CHECKPOINT = 5_000_000;
 const INIT = 1000;
+
+const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-mapfile-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** A map with marks below the checkpoint LSN, its file image and the catalog's record of it. */
 function checkpointed() {
@@ -32,7 +35,9 @@ function checkpointed() {
     map.markBlock(1663, 5, m[0], 0, m[1], m[2]);
     marks.push(m);
   }
-  const image = encodeMapFile(map);
+  const path = join(scratch, 'checkpointed.map');
+  const written = writeMapFile(path, map);
+  const image = { bytes: new Uint8Array(readFileSync(path)), blockCrcs: written.blockCrcs };
   const record: CheckpointRecord = {
     entries: ENTRIES,
     initLsn: INIT,
@@ -41,9 +46,6 @@ function checkpointed() {
   };
   return { map, image, record, marks };
 }
-
-const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-mapfile-'));
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 /** Loads the bytes as given, or as a file read straight into the shared map (as the daemon does). */
 function loadVia(via: 'bytes' | 'file', bytes: Uint8Array, record: CheckpointRecord) {
@@ -57,6 +59,31 @@ const noFalseNegatives = (loaded: PtrackMap, marks: [number, number, number][]) 
   marks.every(([rel, block, lsn]) => loaded.isChanged(1663, 5, rel, 0, block, lsn));
 
 describe('checkpoint file', () => {
+  it.each([
+    ['smaller than the write buffer', 100_000],
+    ['whose CRC is alone in the last piece written', (2 ** 20 - 16) / 8],
+    ['of several pieces', 300_001],
+  ])(
+    'is written a piece at a time: a map %s gives the file and block CRCs of its whole image',
+    (_what, entries) => {
+      const map = PtrackMap.withEntries(entries, INIT);
+      for (let i = 0; i < entries / 4; i++) map.markBlock(1663, 5, 16384, 0, i, 5000 + i);
+      const path = join(scratch, `pieces-${entries}.map`);
+      const written = writeMapFile(path, map);
+      const image = map.snapshot();
+      const file = readFileSync(path);
+      expect(file.length).toBe(fileSizeForEntries(entries));
+      expect(file.subarray(0, image.length).equals(image)).toBe(true);
+      expect(file.readUInt32LE(image.length)).toBe(crc32c(image));
+      expect([...written.blockCrcs]).toEqual(
+        Array.from({ length: Math.ceil(file.length / CRC_BLOCK_SIZE) }, (_, i) =>
+          crc32c(file.subarray(i * CRC_BLOCK_SIZE, (i + 1) * CRC_BLOCK_SIZE)),
+        ),
+      );
+      expect(written.fill).toBe(map.fillRatio());
+    },
+  );
+
   it('is the ptrack 2.4 layout with a trailing CRC-32C, and loads back identical', () => {
     const { map, image, record } = checkpointed();
     expect(image.bytes.length).toBe(fileSizeForEntries(ENTRIES));
@@ -150,8 +177,8 @@ describe('durable write', () => {
   it('replaces the file through a temp file and leaves no temp behind', () => {
     const path = join(dir, 'ptrack.map');
     expect(existsSync(path)).toBe(false);
-    writeFileDurably(path, Uint8Array.of(1, 2, 3));
-    writeFileDurably(path, Uint8Array.of(4, 5));
+    writeFileDurably(path, [Uint8Array.of(1, 2, 3)]);
+    writeFileDurably(path, [Uint8Array.of(4), Uint8Array.of(5)]);
     expect([...readFileSync(path)]).toEqual([4, 5]);
     expect(readdirSync(dir)).toEqual(['ptrack.map']);
   });
