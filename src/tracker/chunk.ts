@@ -49,7 +49,8 @@ export function decodeChunk(task: ChunkTask, map: PtrackMap = new PtrackMap(task
     blockSize: task.blockSize,
     major: task.major,
   });
-  for (const [bytes, lsn] of windowPieces(task.window, task.from, task.dataEnd)) decoder.feed(bytes, lsn);
+  const feedMore = feeder(decoder, windowPieces(task.window, task.from, task.dataEnd));
+  feedMore();
   const applier = new WalApplier(map, task.blockSize, task.from);
   let firstLsn: Lsn | null = null;
   let firstPrev: Lsn | null = null;
@@ -72,6 +73,7 @@ export function decodeChunk(task: ChunkTask, map: PtrackMap = new PtrackMap(task
       if (resumeAt >= task.stopBefore) return result(true, resumeAt);
       const record = decoder.next();
       if (record === null) {
+        if (feedMore()) continue;
         const at = decoder.resumeLsn;
         return result(at >= task.stopBefore, at);
       }
@@ -89,4 +91,30 @@ export function decodeChunk(task: ChunkTask, map: PtrackMap = new PtrackMap(task
     if (!(e instanceof WalDecodeError)) throw e;
     return result(false, decoder.resumeLsn, { code: e.code, detail: e.detail, lsn: e.lsn });
   }
+}
+
+/** Bytes handed to the decoder at a time, ending on an LSN that is a multiple of it (so a page boundary). */
+const FEED_BYTES = 1 << 20;
+
+/**
+ * Feeds the window's bytes to the decoder a piece at a time, as it runs out: a chunk's data may reach
+ * far past its end (up to the window's end), and a decoder fed a second piece while it still holds the
+ * first joins the two into one copy. Returns false once everything has been fed.
+ */
+function feeder(decoder: WalStreamDecoder, pieces: [Uint8Array, Lsn][]): () => boolean {
+  let piece = 0;
+  let offset = 0;
+  return () => {
+    if (piece >= pieces.length) return false;
+    const [bytes, lsn] = pieces[piece];
+    const at = lsn + offset;
+    const n = Math.min(bytes.length - offset, FEED_BYTES - (at % FEED_BYTES));
+    decoder.feed(bytes.subarray(offset, offset + n), at);
+    offset += n;
+    if (offset === bytes.length) {
+      piece++;
+      offset = 0;
+    }
+    return true;
+  };
 }
