@@ -94,11 +94,16 @@ export class Tracker {
   #stream: WalStream | undefined;
   #pool: Piscina<ChunkTask, ChunkResult> | undefined;
   #pipeline: ChunkPipeline | undefined;
-  /** Writes map files in its own thread, so that a large map's checkpoint never stalls decoding. */
+  /**
+   * Writes map files in its own thread, so that a large map's checkpoint never stalls decoding. The
+   * thread outlives a default checkpoint interval (loading it costs more CPU than a small map's
+   * checkpoint) and goes away when checkpoints are rare.
+   */
   readonly #checkpointPool = new Piscina<CheckpointTask, { blockCrcs: Uint32Array; fill: number }>({
     filename: CHECKPOINT_WORKER,
     minThreads: 0,
     maxThreads: 1,
+    idleTimeout: 60_000,
   });
   /** The checkpoint being written, if one is. */
   #checkpointing: Promise<void> | undefined;
@@ -366,7 +371,8 @@ export class Tracker {
       windowSize: WINDOW_BYTES,
       chunkSize: CHUNK_BYTES,
       maxInFlight: 2 * this.#workers,
-      flushDelayMs: 20,
+      // Under steady load most chunks are partial: each costs a task round trip, so not too many.
+      flushDelayMs: 50,
       run: (task) => pool.run(task),
       onApplied: (ops, applied, records, blocks) => {
         this.catalog.applyOps(ops);
