@@ -64,61 +64,46 @@ export interface LoadedMap {
 }
 
 /**
- * Loads a checkpoint file (a path to read straight into the map's shared memory, its bytes, or `null`
- * for none) against the catalog's record of that checkpoint. A block whose CRC fails has all its entries
- * set to the checkpoint LSN; a file that cannot be tied to the record at all (missing, wrong size, bad
- * header, no recorded CRCs) is treated as wholly damaged the same way. init_lsn comes from the record, so
- * repairable damage never moves it.
+ * Loads the checkpoint file at `path`, read straight into the map's shared memory, against the catalog's
+ * record of that checkpoint. A block whose CRC fails has all its entries set to the checkpoint LSN; a
+ * file that cannot be tied to the record at all (missing, wrong size, bad header, no recorded CRCs) is
+ * treated as wholly damaged the same way. init_lsn comes from the record, so repairable damage never
+ * moves it.
  */
-export function loadMapFile(file: string | Uint8Array | null, record: CheckpointRecord): LoadedMap {
-  if (typeof file !== 'string') return loadFrom(file === null ? null : bytesReader(file), record);
+export function loadMapFile(path: string, record: CheckpointRecord): LoadedMap {
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    fd = openSync(path, 'r');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return loadFrom(null, record);
     throw e;
   }
   try {
-    return loadFrom(fileReader(fd), record);
+    return loadFrom(fd, record);
   } finally {
     closeSync(fd);
   }
 }
 
-/** A file's size and a way to read bytes of it at a position. */
-interface FileReader {
-  readonly size: number;
-  read(into: Uint8Array, position: number): void;
+/** Reads bytes of the file at `position` into all of `into`. */
+function readAt(fd: number, into: Uint8Array, position: number): void {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) throw new Error(`the map file ended at byte ${position + done} while being read`);
+    done += n;
+  }
 }
 
-function bytesReader(bytes: Uint8Array): FileReader {
-  return { size: bytes.length, read: (into, at) => into.set(bytes.subarray(at, at + into.length)) };
-}
-
-function fileReader(fd: number): FileReader {
-  return {
-    size: fstatSync(fd).size,
-    read(into, at) {
-      for (let done = 0; done < into.length; ) {
-        const n = readSync(fd, into, done, into.length - done, at + done);
-        if (n === 0) throw new Error(`the map file ended at byte ${at + done} while being read`);
-        done += n;
-      }
-    },
-  };
-}
-
-function loadFrom(file: FileReader | null, record: CheckpointRecord): LoadedMap {
+function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
   const map = PtrackMap.withEntries(record.entries, record.initLsn);
   const whole = (why: string): LoadedMap => {
     map.fillEntries(0, record.entries, record.checkpointLsn);
     return { map, damagedBlocks: [], wholeFileDamage: why };
   };
   const expectedSize = fileSizeForEntries(record.entries);
-  if (file === null) return whole('the map file is missing');
-  if (file.size !== expectedSize)
-    return whole(`the map file is ${file.size} bytes, expected ${expectedSize}`);
+  if (fd === null) return whole('the map file is missing');
+  const size = fstatSync(fd).size;
+  if (size !== expectedSize) return whole(`the map file is ${size} bytes, expected ${expectedSize}`);
   if (record.blockCrcs === null || record.blockCrcs.length !== Math.ceil(expectedSize / CRC_BLOCK_SIZE)) {
     return whole('the catalog holds no block checksums for this checkpoint');
   }
@@ -127,9 +112,9 @@ function loadFrom(file: FileReader | null, record: CheckpointRecord): LoadedMap 
   const header = new Uint8Array(HEADER_SIZE);
   const trailer = new Uint8Array(FILE_CRC_SIZE);
   const entries = new Uint8Array(map.buffer, HEADER_SIZE);
-  file.read(header, 0);
-  file.read(entries, HEADER_SIZE);
-  file.read(trailer, expectedSize - FILE_CRC_SIZE);
+  readAt(fd, header, 0);
+  readAt(fd, entries, HEADER_SIZE);
+  readAt(fd, trailer, expectedSize - FILE_CRC_SIZE);
   const headerOk =
     MAP_MAGIC.every((b, i) => header[i] === b) &&
     new DataView(header.buffer).getUint32(4, true) === MAP_VERSION;
