@@ -20,10 +20,15 @@ export interface CatchUpResult {
   readonly tpsWith: number[];
   /** The same with pg_receivewal streaming instead: what a walsender alone costs the server. */
   readonly tpsReceivewal: number[];
+  /** CPU seconds ptrackd used during each run with it attached (a steadier figure than TPS here). */
+  readonly ptrackdCpuSeconds: number[];
   /** Time from WAL reaching ptrackd to its being applied, sampled under pgbench (ms). */
   readonly lagP50Ms: number;
   readonly lagP99Ms: number;
 }
+
+/** Linux reports CPU time in clock ticks of 1/100 s (USER_HZ) on every architecture Node runs on. */
+const USER_HZ = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,6 +70,12 @@ class Daemon {
       await sleep(pollMs);
     }
   }
+  /** User + system CPU seconds the daemon has used so far. */
+  cpuSeconds(): number {
+    const stat = readFileSync(`/proc/${this.#child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+  }
   async stop(): Promise<void> {
     if (this.#child.exitCode !== null) return;
     const exited = new Promise((r) => this.#child.once('exit', r));
@@ -83,7 +94,8 @@ async function timed(f: () => Promise<unknown>): Promise<number> {
  * Issue 4 §6 and issue 8 targets 2–3 in one run: a backlog of `backlogMb` of WAL retained by slots,
  * streamed by pg_receivewal, read by pg_waldump --stats=record, and caught up by ptrackd with 1 and 2
  * workers (from process start until the whole backlog is applied); then pgbench TPS alternating without
- * and with ptrackd attached, and ptrackd's lag sampled under that load.
+ * and with ptrackd attached (and with pg_receivewal instead), in an order that reverses every round,
+ * with the CPU time ptrackd used in each run; and ptrackd's lag sampled under that load.
  */
 export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): Promise<CatchUpResult> {
   const cluster = await PgCluster.start({
@@ -167,10 +179,22 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
         rmSync(dir, { recursive: true, force: true });
       }
     };
-    for (let round = 0; round < 3; round++) {
-      tpsWithout.push(await pgbench());
-      tpsWith.push(await attached(pgbench));
-      tpsReceivewal.push(await withReceivewal());
+    const ptrackdCpuSeconds: number[] = [];
+    const withPtrackd = () =>
+      attached(async (daemon) => {
+        const cpu = daemon.cpuSeconds();
+        const tps = await pgbench();
+        ptrackdCpuSeconds.push(daemon.cpuSeconds() - cpu);
+        return tps;
+      });
+    // TPS drifts over a run of runs (caches warm up), so each round reverses the order of the last.
+    const kinds = [
+      async () => tpsWithout.push(await pgbench()),
+      async () => tpsWith.push(await withPtrackd()),
+      async () => tpsReceivewal.push(await withReceivewal()),
+    ];
+    for (let round = 0; round < 4; round++) {
+      for (const run of round % 2 === 0 ? kinds : [...kinds].reverse()) await run();
     }
     // Lag apart from the TPS runs: sampling it costs the daemon CPU that pgbench would miss.
     await attached(async (daemon) => {
@@ -201,6 +225,7 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
       tpsWithout,
       tpsWith,
       tpsReceivewal,
+      ptrackdCpuSeconds,
       lagP50Ms: pct(50),
       lagP99Ms: pct(99),
     };

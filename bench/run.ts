@@ -1,4 +1,4 @@
-import { cpus } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
 import { benchCatchUp } from './catchup.ts';
 import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
@@ -85,7 +85,9 @@ for (const [workers, s] of c.ptrackdSeconds) {
 }
 const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const overhead = (1 - avg(c.tpsWith) / avg(c.tpsWithout)) * 100;
-log('\npgbench -c 4 -j 2 -T 10, alternating without / with ptrackd attached');
+log(
+  '\npgbench -c 4 -j 2 -T 10, alternating without / with ptrackd attached / with pg_receivewal, the order reversed each round',
+);
 log(`  TPS without: ${c.tpsWithout.map((t) => t.toFixed(0)).join(', ')}`);
 log(`  TPS with:    ${c.tpsWith.map((t) => t.toFixed(0)).join(', ')}`);
 log(
@@ -93,6 +95,10 @@ log(
 );
 log(
   `  overhead ${overhead.toFixed(1)}%; lag from receipt to applied: p50 ${c.lagP50Ms.toFixed(0)} ms, p99 ${c.lagP99Ms.toFixed(0)} ms`,
+);
+const cores = availableParallelism();
+log(
+  `  ptrackd's CPU per run: ${c.ptrackdCpuSeconds.map((s) => s.toFixed(2)).join(', ')} s = ${((avg(c.ptrackdCpuSeconds) / (10 * cores)) * 100).toFixed(1)}% of the ${cores} cores' 10 s, which a saturated server loses`,
 );
 
 const big = benchLargeMap();
