@@ -5,6 +5,17 @@ import { describe, expect, it } from 'vitest';
 import { blockHash, entriesForMapSize, mod64, PtrackMap } from '../../src/map/index.ts';
 import { seededRandom } from '../helpers/fixtures.ts';
 
+/** Marks (rel, block, lsn triples) in the map from a worker thread, as a decoder worker does. */
+function markInWorker(map: PtrackMap, marks: Float64Array): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL('./mark-worker.ts', import.meta.url), {
+      workerData: { buffer: map.buffer, marks },
+    });
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+}
+
 describe('block hash and slots (ptrack-compat.md §3)', () => {
   const N = 8388605;
   it.each([
@@ -120,16 +131,7 @@ describe('marking and asking', () => {
       }
       return marks;
     });
-    const done = plans.map(
-      (marks) =>
-        new Promise((resolve, reject) => {
-          const w = new Worker(new URL('./mark-worker.ts', import.meta.url), {
-            workerData: { buffer: map.buffer, marks },
-          });
-          w.once('message', resolve);
-          w.once('error', reject);
-        }),
-    );
+    const done = plans.map((marks) => markInWorker(map, marks));
     const copies = new Set<string>();
     const out = new Uint8Array(map.buffer.byteLength);
     const until = performance.now() + 1500;
@@ -163,18 +165,7 @@ describe('marking and asking', () => {
       }
       return marks;
     });
-    await Promise.all(
-      plans.map(
-        (marks) =>
-          new Promise((resolve, reject) => {
-            const w = new Worker(new URL('./mark-worker.ts', import.meta.url), {
-              workerData: { buffer: map.buffer, marks },
-            });
-            w.once('message', resolve);
-            w.once('error', reject);
-          }),
-      ),
-    );
+    await Promise.all(plans.map((marks) => markInWorker(map, marks)));
     // Every slot must hold exactly the largest LSN any thread put there.
     const expected = new Map<number, number>();
     const single = PtrackMap.withEntries(4099, 0);
