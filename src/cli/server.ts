@@ -22,10 +22,12 @@ export interface ServeOptions {
  */
 export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
   const registry = metrics(tracker);
+  // Started by the first query and kept a minute: backups ask in bursts, and an idle thread is memory.
   const queries = new Piscina<QueryTask, QueryResult>({
     filename: new URL('../../workers/query.ts', import.meta.url).href,
-    minThreads: 1,
+    minThreads: 0,
     maxThreads: Math.max(1, Math.floor(availableParallelism() / 2)),
+    idleTimeout: 60_000,
   });
   const server = createServer((req, res) => {
     handle(req, res).catch((e) => reply(res, 500, { error: (e as Error).message }));
