@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from '../src/catalog/index.ts';
 import { PtrackMap } from '../src/map/index.ts';
-import { checkpointMap, loadCheckpointedMap } from '../src/tracker/index.ts';
+import { loadCheckpointedMap, writeCheckpointFile } from '../src/tracker/index.ts';
 
 /**
  * Blocks marked per second on one thread in a 64 MB map, with increasing LSNs as WAL replay gives them
@@ -43,7 +43,7 @@ export function benchLargeMap(): {
     const catalog = Catalog.open(join(dir, 'catalog.db'));
     catalog.initMap(mapMb, map.entries, 1, 'benchmark');
     let t = performance.now();
-    checkpointMap(dir, catalog, map, 0x2000000);
+    catalog.recordCheckpoint(0x2000000, writeCheckpointFile(dir, map).blockCrcs);
     const checkpointSeconds = (performance.now() - t) / 1000;
     t = performance.now();
     const loaded = loadCheckpointedMap(dir, catalog, (m) => {

@@ -1,5 +1,5 @@
 export { WalApplier } from './apply.ts';
-export { checkpointMap, loadCheckpointedMap, MAP_FILE } from './map-store.ts';
+export { loadCheckpointedMap, MAP_FILE, writeCheckpointFile } from './map-store.ts';
 export {
   type CatchUpProgress,
   describeProgress,

@@ -6,20 +6,11 @@ import { formatLsn, type Lsn } from '../wal/index.ts';
 export const MAP_FILE = 'ptrack.map';
 
 /**
- * A durable checkpoint of the map as of `lsn` (every record ending at or before it is in the map): the
- * file first (temp, fsync, rename, fsync dir), then its per-block CRCs and the LSN in the catalog in
- * one transaction. Only after both may the slot's flush position move to `lsn`.
- */
-export function checkpointMap(dataDir: string, catalog: Catalog, map: PtrackMap, lsn: Lsn): { fill: number } {
-  const written = writeCheckpointFile(dataDir, map);
-  catalog.recordCheckpoint(lsn, written.blockCrcs);
-  return written;
-}
-
-/**
- * The file half of a checkpoint, which may run in another thread while decoding goes on: the live map
- * (each entry as some writer completed it) written durably, and its block CRCs for the catalog. The file
- * holds every mark made before the writing started, and maybe some later ones.
+ * The file half of a checkpoint as of LSN X (every record ending at or before X is in the map), which
+ * may run in another thread while decoding goes on: the live map (each entry as some writer completed
+ * it) written durably, and its block CRCs. The file holds every mark made before the writing started,
+ * and maybe some later ones. The other half is Catalog.recordCheckpoint(X, blockCrcs); only after both
+ * may the slot's flush position move to X.
  */
 export function writeCheckpointFile(dataDir: string, map: PtrackMap): MapFileWritten {
   return writeMapFile(join(dataDir, MAP_FILE), map);

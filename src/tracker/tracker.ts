@@ -4,12 +4,11 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { Piscina } from 'piscina';
 import { Catalog } from '../catalog/index.ts';
-import { entriesForMapSize, MAX_MAP_SIZE_MB, PtrackMap } from '../map/index.ts';
+import { entriesForMapSize, MAX_MAP_SIZE_MB, type MapFileWritten, PtrackMap } from '../map/index.ts';
 import { ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
-import type { CheckpointTask } from './map-store.ts';
-import { loadCheckpointedMap } from './map-store.ts';
+import { type CheckpointTask, loadCheckpointedMap } from './map-store.ts';
 import { ChunkPipeline } from './pipeline.ts';
 
 const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
@@ -99,7 +98,7 @@ export class Tracker {
    * thread outlives a default checkpoint interval (loading it costs more CPU than a small map's
    * checkpoint) and goes away when checkpoints are rare.
    */
-  readonly #checkpointPool = new Piscina<CheckpointTask, { blockCrcs: Uint32Array; fill: number }>({
+  readonly #checkpointPool = new Piscina<CheckpointTask, MapFileWritten>({
     filename: CHECKPOINT_WORKER,
     minThreads: 0,
     maxThreads: 1,

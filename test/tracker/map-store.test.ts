@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
 import { PtrackMap } from '../../src/map/index.ts';
-import { checkpointMap, loadCheckpointedMap, MAP_FILE } from '../../src/tracker/index.ts';
+import { loadCheckpointedMap, MAP_FILE, writeCheckpointFile } from '../../src/tracker/index.ts';
 
 function checkpointed() {
   const dir = mkdtempSync(join(tmpdir(), 'ptrackd-data-'));
@@ -12,7 +12,7 @@ function checkpointed() {
   const map = PtrackMap.create(1, 0x1000);
   catalog.initMap(1, map.entries, 0x1000, 'first start');
   for (let b = 0; b < 3000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
-  checkpointMap(dir, catalog, map, 0x9000);
+  catalog.recordCheckpoint(0x9000, writeCheckpointFile(dir, map).blockCrcs);
   return { dir, catalog, map };
 }
 
