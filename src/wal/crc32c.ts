@@ -26,22 +26,59 @@ function buildTables(): Uint32Array {
   return t;
 }
 
+// WAL records are MAXALIGNed, so their bytes can be read a 32-bit word at a time: a quarter of the loads.
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+// The word view of the last input-sized array seen (most calls are for records of one input buffer); null
+// when that array does not start on a 4-byte boundary. Short views (a record's fragments) use byte loads.
+let wordsOf: Uint8Array | null = null;
+let words: Int32Array | null = null;
+const WORD_VIEW_MIN = 8192;
+
 /** Table-driven slicing-by-8 over bytes[start, end), continuing `crc` (a finished value). */
 export function crc32cTable(bytes: Uint8Array, start = 0, end = bytes.length, crc = 0): number {
   let c = ~crc;
   let i = start;
   const t = TABLE;
-  for (; i + 8 <= end; i += 8) {
-    const a = c ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
-    c =
-      t[1792 + (a & 0xff)] ^
-      t[1536 + ((a >>> 8) & 0xff)] ^
-      t[1280 + ((a >>> 16) & 0xff)] ^
-      t[1024 + (a >>> 24)] ^
-      t[768 + bytes[i + 4]] ^
-      t[512 + bytes[i + 5]] ^
-      t[256 + bytes[i + 6]] ^
-      t[bytes[i + 7]];
+  if (bytes !== wordsOf && bytes.length >= WORD_VIEW_MIN && end - start >= 16) {
+    wordsOf = bytes;
+    words =
+      bytes.byteOffset % 4 === 0 && LITTLE_ENDIAN
+        ? new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2)
+        : null;
+  }
+  const w = words;
+  if (bytes === wordsOf && w !== null && (start & 3) === 0) {
+    for (let k = start >> 2; i + 8 <= end; i += 8, k += 2) {
+      const a = c ^ w[k];
+      const b = w[k + 1];
+      c =
+        t[1792 + (a & 0xff)] ^
+        t[1536 + ((a >>> 8) & 0xff)] ^
+        t[1280 + ((a >>> 16) & 0xff)] ^
+        t[1024 + (a >>> 24)] ^
+        t[768 + (b & 0xff)] ^
+        t[512 + ((b >>> 8) & 0xff)] ^
+        t[256 + ((b >>> 16) & 0xff)] ^
+        t[b >>> 24];
+    }
+    if (i + 4 <= end) {
+      const a = c ^ w[i >> 2];
+      c = t[768 + (a & 0xff)] ^ t[512 + ((a >>> 8) & 0xff)] ^ t[256 + ((a >>> 16) & 0xff)] ^ t[a >>> 24];
+      i += 4;
+    }
+  } else {
+    for (; i + 8 <= end; i += 8) {
+      const a = c ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
+      c =
+        t[1792 + (a & 0xff)] ^
+        t[1536 + ((a >>> 8) & 0xff)] ^
+        t[1280 + ((a >>> 16) & 0xff)] ^
+        t[1024 + (a >>> 24)] ^
+        t[768 + bytes[i + 4]] ^
+        t[512 + bytes[i + 5]] ^
+        t[256 + bytes[i + 6]] ^
+        t[bytes[i + 7]];
+    }
   }
   for (; i < end; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;

@@ -17,7 +17,7 @@ import {
 import { crc32c } from './crc32c.ts';
 import { WalDecodeError } from './errors.ts';
 import { type Lsn, lsnFromHalves } from './lsn.ts';
-import { u32At, WalReader } from './reader.ts';
+import { u16At, u32At } from './reader.ts';
 
 /** One block reference of a record: (spcOid, dbOid, relNumber, fork, block) plus its header flags. */
 export interface BlockRef {
@@ -60,8 +60,6 @@ export interface RecordContext {
   readonly blockSize: number;
   readonly verifyCrc: boolean;
 }
-
-const reader = new WalReader();
 
 // Not frozen: a frozen array has another elements kind, which made every reader of `blocks` polymorphic.
 const NO_BLOCKS: readonly BlockRef[] = [];
@@ -139,7 +137,8 @@ export function decodeRecord(
   }
 
   const end = start + totLen;
-  const r = reader.reset(bytes, start + SIZE_OF_XLOG_RECORD, firstEnd, lsn, 'bad-block-ref', 'record');
+  // A cursor over the header region, each fragment header checked for length once before it is read.
+  let o = start + SIZE_OF_XLOG_RECORD;
   let blocks: BlockRef[] | undefined;
   let declared = 0;
   let mainLen = 0;
@@ -149,32 +148,40 @@ export function decodeRecord(
   let rel = 0;
   let haveRel = false;
   let fpiLength = 0;
-  while (end - r.offset > declared) {
-    const id = r.u8();
+  while (end - o > declared) {
+    if (o + 1 > firstEnd) throw tooShort(lsn, 1, o, firstEnd);
+    const id = bytes[o++];
     if (id === XLR_BLOCK_ID_DATA_SHORT) {
-      mainLen = r.u8();
+      if (o + 1 > firstEnd) throw tooShort(lsn, 1, o, firstEnd);
+      mainLen = bytes[o++];
       declared += mainLen;
       break;
     }
     if (id === XLR_BLOCK_ID_DATA_LONG) {
-      mainLen = r.u32le();
+      if (o + 4 > firstEnd) throw tooShort(lsn, 4, o, firstEnd);
+      mainLen = u32At(bytes, o);
+      o += 4;
       declared += mainLen;
       break;
     }
     if (id === XLR_BLOCK_ID_ORIGIN) {
-      r.skip(2);
+      if (o + 2 > firstEnd) throw tooShort(lsn, 2, o, firstEnd);
+      o += 2;
       continue;
     }
     if (id === XLR_BLOCK_ID_TOPLEVEL_XID && major >= 14) {
-      r.skip(4);
+      if (o + 4 > firstEnd) throw tooShort(lsn, 4, o, firstEnd);
+      o += 4;
       continue;
     }
     if (id > XLR_MAX_BLOCK_ID || id <= maxId) {
       throw new WalDecodeError('bad-block-ref', `invalid block_id ${id}`, lsn);
     }
     maxId = id;
-    const forkFlags = r.u8();
-    const dataLength = r.u16le();
+    if (o + 3 > firstEnd) throw tooShort(lsn, 3, o, firstEnd);
+    const forkFlags = bytes[o];
+    const dataLength = bytes[o + 1] | (bytes[o + 2] << 8);
+    o += 3;
     const fork = forkFlags & BKPBLOCK_FORK_MASK;
     if (fork > MAX_FORKNUM) throw new WalDecodeError('bad-block-ref', `invalid fork number ${fork}`, lsn);
     if (((forkFlags & BKPBLOCK_HAS_DATA) !== 0) !== dataLength > 0) {
@@ -186,30 +193,43 @@ export function decodeRecord(
     }
     declared += dataLength;
     const hasImage = (forkFlags & BKPBLOCK_HAS_IMAGE) !== 0;
+    const sameRel = (forkFlags & BKPBLOCK_SAME_REL) !== 0;
+    // The image header (5 bytes, a compressed hole adds 2 below), RelFileLocator (12) unless SAME_REL, block (4).
+    const fixed = (hasImage ? 5 : 0) + (sameRel ? 0 : 12) + 4;
+    if (o + fixed > firstEnd) throw tooShort(lsn, fixed, o, firstEnd);
     let applyImage = false;
     let imageLength = 0;
     if (hasImage) {
-      imageLength = r.u16le();
-      const holeOffset = r.u16le();
-      const bimgInfo = r.u8();
+      imageLength = u16At(bytes, o);
+      const holeOffset = u16At(bytes, o + 2);
+      const bimgInfo = bytes[o + 4];
+      o += 5;
       const compressed = major <= 14 ? (bimgInfo & 0x02) !== 0 : (bimgInfo & 0x1c) !== 0;
       applyImage = major <= 14 ? (bimgInfo & 0x04) !== 0 : (bimgInfo & 0x02) !== 0;
       const hasHole = (bimgInfo & BKPIMAGE_HAS_HOLE) !== 0;
       let holeLength = 0;
-      if (hasHole) holeLength = compressed ? r.u16le() : blockSize - imageLength;
+      if (hasHole && compressed) {
+        if (o + 2 + fixed - 5 > firstEnd) throw tooShort(lsn, 2 + fixed - 5, o, firstEnd);
+        holeLength = u16At(bytes, o);
+        o += 2;
+      } else if (hasHole) {
+        holeLength = blockSize - imageLength;
+      }
       checkImage(lsn, blockSize, imageLength, holeOffset, holeLength, hasHole, compressed);
       declared += imageLength;
       fpiLength += imageLength;
     }
-    if ((forkFlags & BKPBLOCK_SAME_REL) === 0) {
-      spc = r.u32le();
-      db = r.u32le();
-      rel = r.u32le();
+    if (!sameRel) {
+      spc = u32At(bytes, o);
+      db = u32At(bytes, o + 4);
+      rel = u32At(bytes, o + 8);
+      o += 12;
       haveRel = true;
     } else if (!haveRel) {
       throw new WalDecodeError('bad-block-ref', 'BKPBLOCK_SAME_REL set but no previous rel', lsn);
     }
-    const block = r.u32le();
+    const block = u32At(bytes, o);
+    o += 4;
     blocks ??= [];
     blocks.push({
       id,
@@ -224,16 +244,14 @@ export function decodeRecord(
       imageLength,
     });
   }
-  if (end - r.offset !== declared) {
+  if (end - o !== declared) {
     throw new WalDecodeError(
       'bad-block-ref',
-      `record length mismatch: ${end - r.offset} bytes of data, headers declare ${declared}`,
+      `record length mismatch: ${end - o} bytes of data, headers declare ${declared}`,
       lsn,
     );
   }
-  const mainData =
-    mainLen === 0 ? NO_DATA : rest === null ? bytes.subarray(end - mainLen, end) : tail(bytes, rest, mainLen);
-  return {
+  return new WalRecord(
     lsn,
     endLsn,
     prevLsn,
@@ -241,11 +259,83 @@ export function decodeRecord(
     xid,
     rmid,
     info,
-    blocks: blocks ?? NO_BLOCKS,
-    mainData,
+    blocks ?? NO_BLOCKS,
     fpiLength,
     major,
-  };
+    bytes,
+    end,
+    mainLen,
+    rest,
+  );
+}
+
+/**
+ * A DecodedRecord whose main data is cut out only when first asked for: few records' main data is ever
+ * read (file events), and making a view for every record cost more than parsing its block headers.
+ */
+class WalRecord implements DecodedRecord {
+  readonly lsn: Lsn;
+  readonly endLsn: Lsn;
+  readonly prevLsn: Lsn;
+  readonly totLen: number;
+  readonly xid: number;
+  readonly rmid: number;
+  readonly info: number;
+  readonly blocks: readonly BlockRef[];
+  readonly fpiLength: number;
+  readonly major: number;
+  readonly #bytes: Uint8Array;
+  /** Where the record ends in #bytes when #rest is null. */
+  readonly #end: number;
+  readonly #mainLen: number;
+  readonly #rest: RecordTail;
+  #mainData: Uint8Array | undefined = undefined;
+
+  constructor(
+    lsn: Lsn,
+    endLsn: Lsn,
+    prevLsn: Lsn,
+    totLen: number,
+    xid: number,
+    rmid: number,
+    info: number,
+    blocks: readonly BlockRef[],
+    fpiLength: number,
+    major: number,
+    bytes: Uint8Array,
+    end: number,
+    mainLen: number,
+    rest: RecordTail,
+  ) {
+    this.lsn = lsn;
+    this.endLsn = endLsn;
+    this.prevLsn = prevLsn;
+    this.totLen = totLen;
+    this.xid = xid;
+    this.rmid = rmid;
+    this.info = info;
+    this.blocks = blocks;
+    this.fpiLength = fpiLength;
+    this.major = major;
+    this.#bytes = bytes;
+    this.#end = end;
+    this.#mainLen = mainLen;
+    this.#rest = rest;
+  }
+
+  get mainData(): Uint8Array {
+    if (this.#mainData === undefined) {
+      const n = this.#mainLen;
+      const rest = this.#rest;
+      this.#mainData =
+        n === 0
+          ? NO_DATA
+          : rest === null
+            ? this.#bytes.subarray(this.#end - n, this.#end)
+            : tail(this.#bytes, rest, n);
+    }
+    return this.#mainData;
+  }
 }
 
 function checkImage(
@@ -270,6 +360,15 @@ function checkImage(
     why = `block image of ${length} bytes with a hole at ${holeOffset}+${holeLength} exceeds BLCKSZ ${blockSize}`;
   }
   if (why) throw new WalDecodeError('bad-block-ref', why, lsn);
+}
+
+/** The header region ends (at `end`, the end of the record or of its first piece) before a field does. */
+function tooShort(lsn: Lsn, needed: number, at: number, end: number): WalDecodeError {
+  return new WalDecodeError(
+    'bad-block-ref',
+    `record too short: needed ${needed} more bytes at offset ${at}, ${Math.max(0, end - at)} left`,
+    lsn,
+  );
 }
 
 function hex32(n: number): string {

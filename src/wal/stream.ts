@@ -117,6 +117,8 @@ export class WalStreamDecoder {
   #state: State;
   /** LSN of the next byte to interpret. */
   #pos: Lsn;
+  /** End of the page #pos is on; #pos === #pageEnd means a page header comes next. */
+  #pageEnd: Lsn;
   #buf: Uint8Array = EMPTY;
   #bufLsn: Lsn;
   #fedEnd: Lsn | undefined;
@@ -160,6 +162,7 @@ export class WalStreamDecoder {
     this.blockSize = blockSize;
     this.verifyCrc = options.verifyCrc ?? true;
     this.#pos = start;
+    this.#pageEnd = inPage === 0 ? start : start - inPage + pageSize;
     this.#bufLsn = start;
     this.#state = inPage === 0 ? { kind: 'skip-continuation' } : { kind: 'record' };
     if (options.major !== undefined) this.#setMajor(options.major);
@@ -242,17 +245,16 @@ export class WalStreamDecoder {
 
   /** The next record, or null when more bytes are needed. Throws WalDecodeError on invalid WAL. */
   next(): DecodedRecord | null {
-    const pageSize = this.pageSize;
     for (;;) {
       const pos = this.#pos;
-      if (pos % pageSize === 0) {
+      const pageEnd = this.#pageEnd;
+      if (pos === pageEnd) {
         const header = this.#readPageHeader();
         if (header === null) return null;
         this.#enterPage(header, pos);
         continue;
       }
       const state = this.#state;
-      const pageEnd = pos - (pos % pageSize) + pageSize;
       if (state.kind === 'reassembling') {
         const n = Math.min(state.totLen - state.got, pageEnd - pos);
         if (!this.#has(n)) return null;
@@ -264,9 +266,11 @@ export class WalStreamDecoder {
             state.owned.append(state.parts);
             return this.#finish(state.owned.bytes, 0, state.lsn);
           }
-          const [first, ...rest] = state.parts;
+          const first = state.parts[0];
           // Checked and parsed in its fragments when the first holds every header; copied otherwise.
-          if (first.length >= MAX_HEADER_REGION) return this.#finish(first, 0, state.lsn, rest);
+          if (first.length >= MAX_HEADER_REGION) {
+            return this.#finish(first, 0, state.lsn, state.parts.slice(1));
+          }
           const [slab, at] = reassemble(state.parts, state.totLen);
           return this.#finish(slab, at, state.lsn);
         }
@@ -308,6 +312,7 @@ export class WalStreamDecoder {
     const state = this.#state;
     const cont = (h.info & XLP_FIRST_IS_CONTRECORD) !== 0;
     this.#pos = pageStart + h.size;
+    this.#pageEnd = pageStart + this.pageSize;
     if (state.kind === 'reassembling') {
       if ((h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD) !== 0) {
         // The rest of that record never reached disk before a crash; the page starts afresh.
@@ -450,6 +455,7 @@ export class WalStreamDecoder {
     }
     const record = decodeRecord(bytes, start, u32At(bytes, start), lsn, endLsn, this.#ctx!, rest);
     this.#pos = isSwitch ? endLsn : align(endLsn);
+    if (isSwitch) this.#pageEnd = endLsn;
     this.#state = RECORD;
     this.#lastRecordLsn = lsn;
     this.#recordsDecoded++;
@@ -502,8 +508,9 @@ function reassemble(parts: readonly Uint8Array[], total: number): [Uint8Array, n
   return [out, at];
 }
 
+/** Rounds an LSN up to MAXALIGN; `&` sees only the low 32 bits, which is all the rounding needs. */
 function align(n: number): number {
-  return Math.ceil(n / MAXALIGN) * MAXALIGN;
+  return n + (-n & (MAXALIGN - 1));
 }
 
 function isPowerOfTwo(n: number): boolean {
