@@ -266,13 +266,15 @@ export class WalStreamDecoder {
             state.owned.append(state.parts);
             return this.#finish(state.owned.bytes, 0, state.lsn);
           }
-          const first = state.parts[0];
-          // Checked and parsed in its fragments when the first holds every header; copied otherwise.
-          if (first.length >= MAX_HEADER_REGION) {
-            return this.#finish(first, 0, state.lsn, state.parts.slice(1));
-          }
-          const [slab, at] = reassemble(state.parts, state.totLen);
-          return this.#finish(slab, at, state.lsn);
+          const parts = state.parts;
+          // Checked and parsed in its fragments when the first holds every header. Otherwise the first
+          // MAX_HEADER_REGION bytes are copied into one piece, followed by the rest of the fragments.
+          if (parts[0].length >= MAX_HEADER_REGION)
+            return this.#finish(parts[0], 0, state.lsn, parts.slice(1));
+          const head = Math.min(state.totLen, MAX_HEADER_REGION);
+          const [bytes, at, rest] = copyFront(parts, head);
+          if (head === state.totLen) return this.#finish(bytes, at, state.lsn);
+          return this.#finish(bytes.subarray(at, at + head), 0, state.lsn, rest);
         }
         continue;
       }
@@ -482,30 +484,29 @@ let slab = new Uint8Array(SLAB_SIZE);
 let slabUsed = 0;
 
 /**
- * Copies a record's page fragments into one piece. Most such records are full-page images of a few kB,
- * so they are carved from a shared 1 MB slab (a fresh one when it is full; records still using the old
- * one keep it alive) rather than allocated one by one.
+ * Copies the first n bytes (at most MAX_HEADER_REGION) of a record's page fragments into one piece and
+ * returns it with the fragments' remainder. The pieces are carved from a shared 1 MB slab (a fresh one
+ * when it is full; records still using the old one keep it alive): copying whole records there cost
+ * more in page faults on fresh slabs than the copy itself.
  */
-function reassemble(parts: readonly Uint8Array[], total: number): [Uint8Array, number] {
-  let out = slab;
-  let at = slabUsed;
-  if (total > SLAB_SIZE / 4) {
-    out = new Uint8Array(total);
-    at = 0;
-  } else {
-    if (at + total > SLAB_SIZE) {
-      slab = new Uint8Array(SLAB_SIZE);
-      out = slab;
-      at = 0;
-    }
-    slabUsed = align(at + total);
+function copyFront(parts: readonly Uint8Array[], n: number): [Uint8Array, number, Uint8Array[]] {
+  if (slabUsed + n > SLAB_SIZE) {
+    slab = new Uint8Array(SLAB_SIZE);
+    slabUsed = 0;
   }
+  const out = slab;
+  const at = slabUsed;
+  slabUsed = align(at + n);
   let p = at;
-  for (const part of parts) {
-    out.set(part, p);
-    p += part.length;
+  let i = 0;
+  for (; i < parts.length && p < at + n; i++) {
+    const part = parts[i];
+    const take = Math.min(part.length, at + n - p);
+    out.set(take === part.length ? part : part.subarray(0, take), p);
+    p += take;
+    if (take < part.length) return [out, at, [part.subarray(take), ...parts.slice(i + 1)]];
   }
-  return [out, at];
+  return [out, at, parts.slice(i)];
 }
 
 /** Rounds an LSN up to MAXALIGN; `&` sees only the low 32 bits, which is all the rounding needs. */
