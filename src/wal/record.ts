@@ -230,8 +230,7 @@ export function decodeRecord(
     }
     const block = u32At(bytes, o);
     o += 4;
-    blocks ??= [];
-    blocks.push({
+    const ref: BlockRef = {
       id,
       spc,
       db,
@@ -242,7 +241,10 @@ export function decodeRecord(
       applyImage,
       willInit: (forkFlags & BKPBLOCK_WILL_INIT) !== 0,
       imageLength,
-    });
+    };
+    // An array literal is allocated at its size; push() onto [] would reserve room for 17.
+    if (blocks === undefined) blocks = [ref];
+    else blocks.push(ref);
   }
   if (end - o !== declared) {
     throw new WalDecodeError(
