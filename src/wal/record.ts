@@ -17,7 +17,7 @@ import {
 import { crc32c } from './crc32c.ts';
 import { WalDecodeError } from './errors.ts';
 import { type Lsn, lsnFromHalves } from './lsn.ts';
-import { u16At, u32At } from './reader.ts';
+import { i32At, u16At, u32At } from './reader.ts';
 
 /** One block reference of a record: (spcOid, dbOid, relNumber, fork, block) plus its header flags. */
 export interface BlockRef {
@@ -115,7 +115,7 @@ export function decodeRecord(
 ): DecodedRecord {
   const { major, blockSize } = ctx;
   const firstEnd = rest === null ? start + totLen : bytes.length;
-  if (totLen < SIZE_OF_XLOG_RECORD || u32At(bytes, start) !== totLen || firstEnd > bytes.length) {
+  if (totLen < SIZE_OF_XLOG_RECORD || i32At(bytes, start) !== totLen || firstEnd > bytes.length) {
     throw new WalDecodeError(
       'bad-record-length',
       `record length ${u32At(bytes, start)} does not match ${totLen} bytes`,

@@ -15,7 +15,7 @@ import {
 } from './constants.ts';
 import { prevLinkError, WalDecodeError } from './errors.ts';
 import { formatLsn, type Lsn, lsnFromHalves, MAX_LSN } from './lsn.ts';
-import { u16At, u32At } from './reader.ts';
+import { i32At, u16At, u32At } from './reader.ts';
 import {
   checkRecordHeader,
   type DecodedRecord,
@@ -95,6 +95,8 @@ class OwnedBytes {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Keeps #buf (a fed piece plus less than a page held back) below 2^31 bytes, so offsets in it are int32s. */
+const MAX_FEED_BYTES = 1 << 30;
 const RECORD: State = { kind: 'record' };
 
 /**
@@ -212,6 +214,9 @@ export class WalStreamDecoder {
         `WAL bytes at ${formatLsn(lsn)} do not follow the last ones, which end at ${formatLsn(this.#fedEnd)}`,
       );
     }
+    if (bytes.length > MAX_FEED_BYTES) {
+      throw new RangeError(`feed() takes at most ${MAX_FEED_BYTES} bytes at a time, got ${bytes.length}`);
+    }
     // A Buffer's subarray() builds a Buffer each time; plain Uint8Array views are much cheaper per record.
     if (bytes instanceof Buffer) bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
     const end = lsn + bytes.length;
@@ -280,7 +285,7 @@ export class WalStreamDecoder {
       }
       if (!this.#has(4)) return null;
       const b = this.#buf;
-      const at = pos - this.#bufLsn;
+      const at = this.#offsetOf(pos);
       const totLen = u32At(b, at);
       if (totLen === 0) {
         throw new WalDecodeError(
@@ -361,7 +366,7 @@ export class WalStreamDecoder {
     const pos = this.#pos;
     if (!this.#has(SIZE_OF_SHORT_PAGE_HEADER)) return null;
     const b = this.#buf;
-    const o = pos - this.#bufLsn;
+    const o = this.#offsetOf(pos);
     const magic = u16At(b, o);
     const info = u16At(b, o + 2);
     const long = (info & XLP_LONG_HEADER) !== 0;
@@ -455,7 +460,7 @@ export class WalStreamDecoder {
       // The rest of the segment is zeros, page headers included; the next record opens the next segment.
       endLsn = Math.ceil(endLsn / this.segmentSize) * this.segmentSize;
     }
-    const record = decodeRecord(bytes, start, u32At(bytes, start), lsn, endLsn, this.#ctx!, rest);
+    const record = decodeRecord(bytes, start, i32At(bytes, start), lsn, endLsn, this.#ctx!, rest);
     this.#pos = isSwitch ? endLsn : align(endLsn);
     if (isSwitch) this.#pageEnd = endLsn;
     this.#state = RECORD;
@@ -469,12 +474,17 @@ export class WalStreamDecoder {
     this.#ctx = { major, blockSize: this.blockSize, verifyCrc: this.verifyCrc };
   }
 
+  /** Where `lsn` is in #buf; an int32 (see MAX_FEED_BYTES), so the arithmetic on it stays integral. */
+  #offsetOf(lsn: Lsn): number {
+    return (lsn - this.#bufLsn) | 0;
+  }
+
   #has(n: number): boolean {
     return this.#pos + n <= this.#bufLsn + this.#buf.length;
   }
 
   #view(n: number): Uint8Array {
-    const at = this.#pos - this.#bufLsn;
+    const at = this.#offsetOf(this.#pos);
     return this.#buf.subarray(at, at + n);
   }
 }
