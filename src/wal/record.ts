@@ -101,8 +101,9 @@ export type RecordTail = readonly Uint8Array[] | null;
  * DecodeXLogRecord: verifies the CRC, then parses the fragment headers. The record starts at
  * bytes[start]; with `rest` null it is bytes[start, start + totLen), otherwise it continues in the
  * fragments of `rest` and bytes holds at least its whole header region (MAX_HEADER_REGION). Nothing in
- * the record is trusted before the CRC. mainData is a view into the record's bytes where it lies in one
- * piece, a copy where it straddles fragments.
+ * the record is trusted before the CRC. mainData is cut out when first read: a view into the record's
+ * bytes where it lies in one piece, a copy where it straddles fragments; until then the record refers to
+ * the bytes it was decoded from, like the views WalStreamDecoder documents.
  */
 export function decodeRecord(
   bytes: Uint8Array,
