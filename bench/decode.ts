@@ -13,8 +13,11 @@ export interface DecodeResult {
   readonly ptrackdSeconds: number;
 }
 
-/** Times pg_waldump --stats=record and single-threaded ptrackd decoding (CRC checked) over the same WAL. */
-export function benchDecode(corpus: WalCorpus, runs = 5): DecodeResult {
+/**
+ * Times pg_waldump --stats=record and single-threaded ptrackd decoding (CRC checked) over the same WAL,
+ * alternating, and keeps each side's best run: on a shared VM a single run varies by up to ±25%.
+ */
+export function benchDecode(corpus: WalCorpus, runs = 10): DecodeResult {
   const start = parseLsn(corpus.start);
   const end = parseLsn(corpus.end);
   const waldump = () => {

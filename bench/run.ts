@@ -29,7 +29,7 @@ for (const kind of ['pgbench', 'small-records'] as const) {
   decodes.push([kind, d]);
   const mb = d.bytes / 1e6;
   log(
-    `\nDecode the ${kind} corpus: ${mb.toFixed(0)} MB of WAL, ${d.records} records, ${d.blockRefs} block refs (best of 5)`,
+    `\nDecode the ${kind} corpus: ${mb.toFixed(0)} MB of WAL, ${d.records} records, ${d.blockRefs} block refs (best of 10, alternating)`,
   );
   log('                                   seconds      MB/s   records/s');
   const row = (name: string, s: number) =>
