@@ -96,7 +96,7 @@ export function recordCrcMatches(
       copy.set(part, at);
       at += part.length;
     }
-    copy.copyWithin(at, 0, 20);
+    for (let i = 0; i < 20; i++) copy[at + i] = bytes[i];
     return crc32c(copy, SIZE_OF_XLOG_RECORD, at + 20) === u32At(bytes, 20);
   } else {
     crc = crc32c(bytes, start + SIZE_OF_XLOG_RECORD, bytes.length);
