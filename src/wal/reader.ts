@@ -2,9 +2,10 @@ import { WalDecodeError, type WalDecodeErrorCode } from './errors.ts';
 import type { Lsn } from './lsn.ts';
 
 /**
- * A little-endian cursor over one record or main-data area, like pg-protocol's BufferReader. Every read
- * checks the bytes left first (xlogreader's COPY_HEADER_FIELD), so short or lying input becomes a
- * WalDecodeError naming the record, never an out-of-bounds read.
+ * A little-endian cursor over a record's main data, like pg-protocol's BufferReader (block headers, on
+ * the hot path, are read in place by decodeRecord). Every read checks the bytes left first (xlogreader's
+ * COPY_HEADER_FIELD), so short or lying input becomes a WalDecodeError naming the record, never an
+ * out-of-bounds read.
  */
 export class WalReader {
   bytes: Uint8Array = new Uint8Array(0);
@@ -49,19 +50,6 @@ export class WalReader {
   skip(n: number): void {
     this.need(n);
     this.offset += n;
-  }
-
-  u8(): number {
-    this.need(1);
-    return this.bytes[this.offset++];
-  }
-
-  u16le(): number {
-    this.need(2);
-    const b = this.bytes;
-    const o = this.offset;
-    this.offset = o + 2;
-    return b[o] | (b[o + 1] << 8);
   }
 
   u32le(): number {
