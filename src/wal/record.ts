@@ -35,24 +35,6 @@ export interface BlockRef {
   readonly imageLength: number;
 }
 
-export interface DecodedRecord {
-  readonly lsn: Lsn;
-  /** EndRecPtr: the first byte after the record (for XLOG_SWITCH, the start of the next segment). */
-  readonly endLsn: Lsn;
-  readonly prevLsn: Lsn;
-  readonly totLen: number;
-  readonly xid: number;
-  readonly rmid: number;
-  /** xl_info: the high nibble is the rmgr's opcode, the low nibble generic flags. */
-  readonly info: number;
-  readonly blocks: readonly BlockRef[];
-  readonly mainData: Uint8Array;
-  /** Sum of the stored image lengths (pg_waldump's "FPI size"). */
-  readonly fpiLength: number;
-  /** PostgreSQL major version whose layouts were used (from the page magic). */
-  readonly major: number;
-}
-
 /** What a record's layout depends on besides its bytes. */
 export interface RecordContext {
   readonly major: number;
@@ -268,7 +250,7 @@ export function decodeRecord(
       lsn,
     );
   }
-  return new WalRecord(
+  return new DecodedRecord(
     lsn,
     endLsn,
     prevLsn,
@@ -287,19 +269,23 @@ export function decodeRecord(
 }
 
 /**
- * A DecodedRecord whose main data is cut out only when first asked for: few records' main data is ever
+ * A decoded record. Its main data is cut out only when first asked for: few records' main data is ever
  * read (file events), and making a view for every record cost more than parsing its block headers.
  */
-class WalRecord implements DecodedRecord {
+export class DecodedRecord {
   readonly lsn: Lsn;
+  /** EndRecPtr: the first byte after the record (for XLOG_SWITCH, the start of the next segment). */
   readonly endLsn: Lsn;
   readonly prevLsn: Lsn;
   readonly totLen: number;
   readonly xid: number;
   readonly rmid: number;
+  /** xl_info: the high nibble is the rmgr's opcode, the low nibble generic flags. */
   readonly info: number;
   readonly blocks: readonly BlockRef[];
+  /** Sum of the stored image lengths (pg_waldump's "FPI size"). */
   readonly fpiLength: number;
+  /** PostgreSQL major version whose layouts were used (from the page magic). */
   readonly major: number;
   readonly #bytes: Uint8Array;
   /** Where the record ends in #bytes when #rest is null. */
