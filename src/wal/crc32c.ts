@@ -1,4 +1,5 @@
 import { crc32c as nativeCrc32c } from '@node-rs/crc32';
+import { i32At } from './reader.ts';
 
 /**
  * CRC-32C (Castagnoli) as PostgreSQL's pg_crc32c: init 0xFFFFFFFF, final xor 0xFFFFFFFF. `crc32c(b, prev)`
@@ -48,40 +49,31 @@ export function crc32cTable(bytes: Uint8Array, start = 0, end = bytes.length, cr
   }
   const w = words;
   if (bytes === wordsOf && w !== null && (start & 3) === 0) {
-    for (let k = start >> 2; i + 8 <= end; i += 8, k += 2) {
-      const a = c ^ w[k];
-      const b = w[k + 1];
-      c =
-        t[1792 + (a & 0xff)] ^
-        t[1536 + ((a >>> 8) & 0xff)] ^
-        t[1280 + ((a >>> 16) & 0xff)] ^
-        t[1024 + (a >>> 24)] ^
-        t[768 + (b & 0xff)] ^
-        t[512 + ((b >>> 8) & 0xff)] ^
-        t[256 + ((b >>> 16) & 0xff)] ^
-        t[b >>> 24];
-    }
+    for (let k = start >> 2; i + 8 <= end; i += 8, k += 2) c = slice8(t, c ^ w[k], w[k + 1]);
     if (i + 4 <= end) {
       const a = c ^ w[i >> 2];
       c = t[768 + (a & 0xff)] ^ t[512 + ((a >>> 8) & 0xff)] ^ t[256 + ((a >>> 16) & 0xff)] ^ t[a >>> 24];
       i += 4;
     }
   } else {
-    for (; i + 8 <= end; i += 8) {
-      const a = c ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24));
-      c =
-        t[1792 + (a & 0xff)] ^
-        t[1536 + ((a >>> 8) & 0xff)] ^
-        t[1280 + ((a >>> 16) & 0xff)] ^
-        t[1024 + (a >>> 24)] ^
-        t[768 + bytes[i + 4]] ^
-        t[512 + bytes[i + 5]] ^
-        t[256 + bytes[i + 6]] ^
-        t[bytes[i + 7]];
-    }
+    for (; i + 8 <= end; i += 8) c = slice8(t, c ^ i32At(bytes, i), i32At(bytes, i + 4));
   }
   for (; i < end; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
+}
+
+/** One slicing-by-8 step: the next 8 bytes as two little-endian words, the first already xored with the CRC. */
+function slice8(t: Uint32Array, a: number, b: number): number {
+  return (
+    t[1792 + (a & 0xff)] ^
+    t[1536 + ((a >>> 8) & 0xff)] ^
+    t[1280 + ((a >>> 16) & 0xff)] ^
+    t[1024 + (a >>> 24)] ^
+    t[768 + (b & 0xff)] ^
+    t[512 + ((b >>> 8) & 0xff)] ^
+    t[256 + ((b >>> 16) & 0xff)] ^
+    t[b >>> 24]
+  );
 }
 
 /** CRC-32C of bytes[start, end), continuing `crc`; picks the faster routine for the length. */

@@ -90,8 +90,9 @@ export function u32At(b: Uint8Array, o: number): number {
 }
 
 /**
- * A little-endian uint32 already known to be below 2^31 (a bounded length), read as an int32: V8 keeps
- * arithmetic on it in integer registers, where a uint32 would make it floating-point.
+ * A little-endian 32-bit word as an int32: for bit patterns (CRC input) and for uint32s already known to
+ * be below 2^31 (bounded lengths). V8 keeps arithmetic on it in integer registers, where a uint32 would
+ * make it floating-point.
  */
 export function i32At(b: Uint8Array, o: number): number {
   return b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24);
