@@ -495,9 +495,9 @@ let slabUsed = 0;
 
 /**
  * Copies the first n bytes (at most MAX_HEADER_REGION) of a record's page fragments into one piece and
- * returns it with the fragments' remainder. The pieces are carved from a shared 1 MB slab (a fresh one
- * when it is full; records still using the old one keep it alive): copying whole records there cost
- * more in page faults on fresh slabs than the copy itself.
+ * returns it with the fragments' remainder: only the header region has to lie in one piece, so a long
+ * record (up to 1 GB) is never copied whole. The pieces are carved from a shared 1 MB slab (a fresh one
+ * when it is full; records still using the old one keep it alive).
  */
 function copyFront(parts: readonly Uint8Array[], n: number): [Uint8Array, number, Uint8Array[]] {
   if (slabUsed + n > SLAB_SIZE) {
