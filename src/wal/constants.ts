@@ -1,4 +1,4 @@
-/** Layout constants shared by PostgreSQL 13–18 (see shared/docs/wal-format.md). */
+/** Layout constants shared by PostgreSQL 13–18 (see docs/wal-format.md). */
 
 /** XLOG_PAGE_MAGIC → major version. The magic is fixed for a major version's whole life. */
 export const MAGIC_TO_MAJOR: ReadonlyMap<number, number> = new Map([

@@ -6,8 +6,8 @@ import { findSegmentFiles, readSegments } from '../../src/cli/wal-files.ts';
 import { type DecodedRecord, type Lsn, parseLsn, WalStreamDecoder } from '../../src/wal/index.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-/** shared/ sits beside the repository (../shared from a clone), as in CI. */
-export const FIXTURES_DIR = resolve(REPO_ROOT, '../shared/fixtures/wal');
+/** Real WAL of PostgreSQL 13–18 with pg_waldump's output (test/fixtures/wal/README.md says how it was made). */
+export const FIXTURES_DIR = resolve(REPO_ROOT, 'test/fixtures/wal');
 
 export interface Fixture {
   readonly name: string;
