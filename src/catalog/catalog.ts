@@ -23,6 +23,8 @@ export interface MapState {
   readonly checkpointLsn: Lsn | null;
   readonly checkpointTime: string | null;
   readonly blockCrcs: Uint32Array | null;
+  /** The physical slot followed; null in a directory made before the slot was recorded. */
+  readonly slotName: string | null;
 }
 
 export interface RelationFork {
@@ -139,6 +141,7 @@ export class Catalog {
         crcs === null
           ? null
           : new Uint32Array(crcs.buffer.slice(crcs.byteOffset, crcs.byteOffset + crcs.length)),
+      slotName: (row.slot_name as string | null) ?? null,
     };
   }
 
@@ -166,6 +169,11 @@ export class Catalog {
         .run(mapSizeMb, entries, initLsn, reason);
       this.#log(kind, initLsn, reason);
     })();
+  }
+
+  /** The slot this map follows (recorded at the first start, or adopted by an older directory). */
+  setSlotName(slot: string): void {
+    this.#db.prepare('UPDATE map_state SET slot_name = ? WHERE id = 1').run(slot);
   }
 
   /** A gap: history before `lsn` is no longer complete. */

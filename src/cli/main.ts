@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { CatalogError } from '../catalog/index.ts';
-import { QueryError } from '../query/index.ts';
+import { PTRACK_VERSION, QueryError } from '../query/index.ts';
 import { ReplicationError } from '../replication/index.ts';
-import { MapSizeError } from '../tracker/index.ts';
+import { DataDirInUseError, MapSizeError, SlotError } from '../tracker/index.ts';
 import { LsnFormatError, WalDecodeError } from '../wal/index.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { dropCommand } from './commands/drop.ts';
@@ -17,7 +18,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await parse(normalizeWaldumpArgs(argv));
   } catch (e) {
-    return report(e);
+    return report(e, COMMANDS.includes(argv[0] ?? '') ? `ptrackd ${argv[0]}` : 'ptrackd');
   }
 }
 
@@ -39,7 +40,10 @@ async function parse(argv: string[]): Promise<number> {
     )
     .strict()
     .help()
-    .version(false)
+    .alias('help', '?')
+    .version(version())
+    .alias('version', 'V')
+    .middleware(rejectNaN, true)
     .wrap(Math.min(110, process.stdout.columns ?? 110))
     .fail((msg, err) => {
       // yargs wraps what its own checks and the config parser throw in a YError: all usage errors
@@ -50,9 +54,21 @@ async function parse(argv: string[]): Promise<number> {
   return 0;
 }
 
-function report(e: unknown): number {
+/** A number option given text: yargs makes it NaN, which no check should ever have to explain. */
+function rejectNaN(a: Record<string, unknown>): void {
+  // Each option appears under its name, its aliases and a camelCase twin: name the option as typed.
+  const named = Object.keys(a).find((k) => k.length > 1 && !/[A-Z]/.test(k) && Number.isNaN(a[k]));
+  if (named !== undefined) throw new UsageError(`--${named} expected a number`);
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  return `ptrackd ${pkg.version} (ptrack ${PTRACK_VERSION} compatible)`;
+}
+
+function report(e: unknown, command: string): number {
   if (e instanceof UsageError) {
-    process.stderr.write(`ptrackd: ${e.message}\nTry "ptrackd --help".\n`);
+    process.stderr.write(`ptrackd: ${e.message}\nTry "${command} --help".\n`);
     return e.exitCode;
   }
   if (e instanceof ExitError) {
@@ -63,17 +79,20 @@ function report(e: unknown): number {
     process.stderr.write(`ptrackd: error: ${e.message}\n`);
     return 2;
   }
+  if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') return 0;
   if (
     e instanceof ReplicationError ||
     e instanceof CatalogError ||
     e instanceof QueryError ||
     e instanceof WalDecodeError ||
-    e instanceof MapSizeError
+    e instanceof MapSizeError ||
+    e instanceof SlotError ||
+    e instanceof DataDirInUseError ||
+    isOperatingSystemError(e)
   ) {
-    process.stderr.write(`ptrackd: error: ${e.message}\n`);
+    process.stderr.write(`ptrackd: error: ${(e as Error).message}\n`);
     return 1;
   }
-  if ((e as NodeJS.ErrnoException)?.code === 'EPIPE') return 0;
   process.stderr.write(`ptrackd: internal error (please report it): ${(e as Error)?.stack ?? String(e)}\n`);
   return 70;
 }
@@ -82,3 +101,16 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(0);
 });
 process.exitCode = await main(hideBin(process.argv));
+
+/**
+ * What the operating system refused (a directory that cannot be created or written, a full disk, a
+ * missing file): the operator's to fix, reported in one line with the path, never as a bug.
+ */
+function isOperatingSystemError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  return (
+    typeof code === 'string' &&
+    typeof (e as NodeJS.ErrnoException).syscall === 'string' &&
+    /^E[A-Z]+$/.test(code)
+  );
+}

@@ -15,6 +15,13 @@ const FUNCTIONS = {
   ],
 };
 
+/** What psql prints for `help` on an empty line. */
+const GREETING_HELP = `You are using ptrackd sql, the SQL interface to ptrackd's changed-block map.
+Type:  \\dt to list ptrack's functions
+       \\? for help with commands
+       \\q to quit
+`;
+
 const HELP = `  \\q        quit
   \\?        this help
   \\dt, \\df  list ptrack's functions
@@ -54,7 +61,12 @@ export function interactive(
     });
     rl.on('line', async (line) => {
       const trimmed = line.trim();
-      if (!buffer && trimmed.startsWith('\\')) {
+      if (!buffer && /^help;?$/i.test(trimmed)) {
+        process.stdout.write(GREETING_HELP);
+        return prompt();
+      }
+      // As in psql, a backslash command acts at once, even in the middle of a statement.
+      if (trimmed.startsWith('\\')) {
         if (trimmed === '\\q') return rl.close();
         if (trimmed === '\\?') process.stdout.write(HELP);
         else if (trimmed === '\\dt' || trimmed === '\\df') process.stdout.write(formatTable(FUNCTIONS));

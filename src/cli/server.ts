@@ -70,6 +70,7 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
         },
         reconnects: s.reconnects,
         mapFill: s.mapFill,
+        problem: s.problem,
       });
     }
     return reply(res, 404, { error: `no such endpoint: ${req.method} ${req.url}` });
@@ -79,19 +80,38 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
     res: ServerResponse,
   ) {
     if (typeof input.sql !== 'string') return reply(res, 400, { error: 'the request needs "sql", a string' });
-    const target =
-      input.noWait === true
-        ? 0
-        : typeof input.waitLsn === 'string'
-          ? parseLsn(input.waitLsn)
-          : await o.serverPosition();
     const timeoutMs = typeof input.timeoutMs === 'number' ? input.timeoutMs : 60_000;
     const deadline = Date.now() + timeoutMs;
+    // The server's position, or null when it cannot be had before the deadline (an unreachable server).
+    const serverPosition = () =>
+      Promise.race([
+        o.serverPosition(),
+        new Promise<null>((r) => setTimeout(() => r(null), Math.max(0, deadline - Date.now())).unref()),
+      ]);
+    let target = 0;
+    if (typeof input.waitLsn === 'string' && input.noWait !== true) {
+      target = parseLsn(input.waitLsn);
+      // Nothing will ever be applied up to an LSN the server has not written yet: say so now.
+      const server = tracker.appliedLsn < target ? await serverPosition().catch(() => null) : null;
+      if (server !== null && target > server) {
+        return reply(res, 400, {
+          error: `--wait-lsn ${formatLsn(target)} is beyond the server's current WAL position ${formatLsn(server)}`,
+        });
+      }
+    } else if (input.noWait !== true) {
+      const server = await serverPosition().catch((e: Error) => e);
+      if (server === null || server instanceof Error) {
+        return reply(res, 503, {
+          error: `cannot ask the server how far it is, so an answer could be stale: ${server?.message ?? `no answer within ${timeoutMs / 1000} s`}`,
+        });
+      }
+      target = server;
+    }
     while (tracker.appliedLsn < target) {
       if (Date.now() > deadline) {
         const applied = tracker.appliedLsn;
         return reply(res, 504, {
-          error: `timed out after ${timeoutMs} ms waiting for ${formatLsn(target)}: applied up to ${formatLsn(applied)}, ${target - applied} bytes behind`,
+          error: `timed out after ${timeoutMs / 1000} s waiting for ${formatLsn(target)}: applied up to ${formatLsn(applied)}, ${target - applied} bytes behind`,
         });
       }
       await new Promise((r) => setTimeout(r, 20));

@@ -73,12 +73,7 @@ export class ReplicationConnection {
         'the connection string is neither a valid postgresql:// URI nor a key=value list',
       );
     }
-    client.on('error', () => {}); // reported through the pending operation instead
-    try {
-      await client.connect();
-    } catch (e) {
-      throw serverError(e, 'could not connect for replication');
-    }
+    await connectClient(client, 'could not connect for replication');
     return new ReplicationConnection(client);
   }
 
@@ -291,6 +286,20 @@ export function parseSize(text: string): number {
   const m = /^(\d+)\s*(kB|MB|GB)$/.exec(text.trim());
   if (!m) throw new ReplicationError(`unexpected wal_segment_size "${text}"`);
   return Number(m[1]) * { kB: 1024, MB: 1 << 20, GB: 1 << 30 }[m[2] as 'kB' | 'MB' | 'GB'];
+}
+
+/**
+ * Connects, or fails with a ReplicationError; a failed attempt's socket is closed at once, since the
+ * server would otherwise hold it open until authentication_timeout (a minute) and keep the process up.
+ */
+export async function connectClient(client: pg.Client, what: string): Promise<void> {
+  client.on('error', () => {}); // reported through the pending operation instead
+  try {
+    await client.connect();
+  } catch (e) {
+    (client as unknown as { connection: PgConnection }).connection.stream.destroy();
+    throw e instanceof ReplicationError ? e : serverError(e, what);
+  }
 }
 
 /** The server's error with its SQLSTATE, and nothing from the connection settings in the message. */

@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
 import type pg from 'pg';
+import { parse as parseUri } from 'pg-connection-string';
+import pgpass from 'pgpass';
 import { ReplicationError } from './connection.ts';
 
 /** libpq keywords ptrackd understands, and their node-postgres names. */
@@ -27,7 +30,7 @@ const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify
  * which may hold a password.
  */
 export function connectionConfig(dbname: string): pg.ClientConfig {
-  if (/^postgres(ql)?:\/\//.test(dbname)) return { connectionString: dbname };
+  if (/^postgres(ql)?:\/\//.test(dbname)) return uriConfig(dbname);
   const config: Record<string, string | number | boolean | object> = {};
   const tls: Record<string, string> = {};
   const re = /\s*([a-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|((?:[^\s'\\]|\\.)*))/gy;
@@ -79,4 +82,59 @@ function tlsOptions(o: Record<string, string>): false | ConnectionOptions {
     ...(o.sslkey && { key: read('sslkey') }),
     ...(mode === 'verify-ca' && { checkServerIdentity: () => undefined }),
   };
+}
+
+/**
+ * A URI parsed here rather than by node-postgres, which lets the URI's absent user and password (empty
+ * strings) override the password callback and user default that libpqDefaults adds.
+ */
+function uriConfig(uri: string): pg.ClientConfig {
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = parseUri(uri) as Record<string, unknown>;
+  } catch {
+    throw new ReplicationError(
+      'the connection string is neither a valid postgresql:// URI nor a key=value list',
+    );
+  }
+  const config: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    if (value !== undefined && value !== null && value !== '') config[key] = value;
+  }
+  if (typeof config.port === 'string') config.port = Number(config.port);
+  return config as pg.ClientConfig;
+}
+
+/** The server asked for a password and none was to be had. */
+export class PasswordMissingError extends ReplicationError {
+  constructor(user: string) {
+    super(
+      `the server asked for a password for user "${user}" and none was found: set PGPASSWORD, add a line to ~/.pgpass ` +
+        '(or to the file PGPASSFILE names), give password= in --dbname, or use -W to be asked for it',
+      '28P01',
+    );
+  }
+}
+
+/**
+ * What libpq does that node-postgres does not: the user defaults to the OS user when neither the
+ * settings nor PGUSER name one (even with $USER unset), and a password the server asks for comes from
+ * PGPASSWORD, then the password file, then `ask` (a prompt), else a PasswordMissingError at once.
+ */
+export function libpqDefaults(
+  config: pg.ClientConfig,
+  ask?: () => Promise<string | undefined>,
+): pg.ClientConfig {
+  const user = config.user ?? process.env.PGUSER ?? process.env.USER ?? userInfo().username;
+  const password =
+    config.password ??
+    (async (params: { host?: string; port?: number; database?: string; user?: string }) => {
+      if (process.env.PGPASSWORD) return process.env.PGPASSWORD;
+      const stored = await new Promise<string | undefined>((done) => pgpass(params, done));
+      const given = stored ?? (await ask?.());
+      if (given === undefined) throw new PasswordMissingError(params.user ?? user);
+      return given;
+    });
+  // node-postgres calls the callback with the connection's parameters; its typings say with none.
+  return { ...config, user, password: password as pg.ClientConfig['password'] };
 }

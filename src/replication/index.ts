@@ -1,4 +1,5 @@
 export {
+  connectClient,
   parseSize,
   ReplicationConnection,
   ReplicationError,
@@ -8,7 +9,7 @@ export {
   SUPPORTED_MAJORS,
   WalStream,
 } from './connection.ts';
-export { connectionConfig } from './conninfo.ts';
+export { connectionConfig, libpqDefaults, PasswordMissingError } from './conninfo.ts';
 export {
   PrimaryKeepalive,
   parseCopyData,

@@ -1,9 +1,11 @@
 export { WalApplier } from './apply.ts';
+export { DataDirInUseError, DataDirLock } from './data-dir-lock.ts';
 export { loadCheckpointedMap, MAP_FILE, writeCheckpointFile } from './map-store.ts';
 export {
   type CatchUpProgress,
   describeProgress,
   MapSizeError,
+  SlotError,
   serverWalPosition,
   Tracker,
   type TrackerOptions,

@@ -1,13 +1,19 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { Piscina } from 'piscina';
 import { Catalog } from '../catalog/index.ts';
 import { entriesForMapSize, MAX_MAP_SIZE_MB, type MapFileWritten, PtrackMap } from '../map/index.ts';
-import { ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
+import {
+  connectClient,
+  ReplicationConnection,
+  type ServerInfo,
+  type WalStream,
+} from '../replication/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
+import { DataDirLock } from './data-dir-lock.ts';
 import { type CheckpointTask, loadCheckpointedMap } from './map-store.ts';
 import { ChunkPipeline } from './pipeline.ts';
 
@@ -74,6 +80,8 @@ export interface TrackerStatus {
   readonly gaps: number;
   /** The last gap in the history, if any. */
   readonly lastGap: { readonly at: string; readonly initLsn: Lsn | null; readonly reason: string } | null;
+  /** Why the daemon is not streaming (the last connection or stream failure), null while it streams. */
+  readonly problem: string | null;
 }
 
 /**
@@ -124,6 +132,8 @@ export class Tracker {
   #reconnects = 0;
   #behindSince: number | undefined;
   #stopping = false;
+  #lock: DataDirLock | undefined;
+  #problem: string | null = 'starting';
   /** Why the slot lost WAL we needed, when #inspectSlot found out. */
   #lostWal: string | undefined;
   #running: Promise<void> | undefined;
@@ -182,18 +192,37 @@ export class Tracker {
       blocksMarked: this.#blocksMarked,
       checkpointSeconds: this.#checkpointSeconds,
       mapFill: this.#mapFill,
+      problem: this.#stream ? null : this.#problem,
     };
+  }
+
+  /**
+   * Takes the data directory for this process when it exists (a new one is created, and locked, only
+   * once the server has answered). A second ptrackd on the same directory fails here, having written
+   * nothing (DataDirInUseError).
+   */
+  lockDataDir(): void {
+    if (!this.#lock && existsSync(this.#o.dataDir)) this.#lock = DataDirLock.acquire(this.#o.dataDir);
+  }
+
+  /** Gives the data directory up (a daemon that could not start). */
+  releaseDataDir(): void {
+    this.#lock?.release();
+    this.#lock = undefined;
   }
 
   /** Connects, prepares the map and starts following; resolves once streaming has begun. */
   async start(): Promise<void> {
     let resume: Lsn;
     try {
-      resume = await this.#connect();
+      this.lockDataDir();
+      resume = await this.#connect({ starting: true });
     } catch (e) {
+      this.#problem = (e as Error).message;
       await this.#connection?.close().catch(() => {});
       this.#catalog?.close();
       this.#catalog = undefined;
+      this.releaseDataDir();
       throw e;
     }
     this.#pool = new Piscina({
@@ -217,13 +246,14 @@ export class Tracker {
     await this.#pool?.destroy();
     await this.#checkpointPool.destroy();
     this.#catalog?.close();
+    this.releaseDataDir();
   }
 
   get #workers(): number {
     return this.#o.workers ?? availableParallelism();
   }
 
-  async #connect(): Promise<Lsn> {
+  async #connect({ starting = false } = {}): Promise<Lsn> {
     // A timeline that ended leaves its connection open; a new one replaces it.
     await this.#connection?.close().catch(() => {});
     const connection = await ReplicationConnection.connect(this.#connectionConfig);
@@ -231,7 +261,7 @@ export class Tracker {
     const server = await connection.serverInfo();
     // Only a server that answered as a replication peer gets a data directory written for it.
     if (!this.#catalog) {
-      mkdirSync(this.#o.dataDir, { recursive: true });
+      this.#lock ??= DataDirLock.acquire(this.#o.dataDir);
       this.#catalog = Catalog.open(this.catalogPath);
     }
     this.#server = server;
@@ -248,15 +278,27 @@ export class Tracker {
       segmentSize: server.segmentSize,
     });
     const slot = this.#o.slot;
+    const reinit = this.#o.reinit && !this.#map;
+    const followed = this.catalog.mapState()?.slotName;
+    if (followed && followed !== slot && !reinit) {
+      throw new SlotError(
+        `data directory ${this.#o.dataDir} follows slot ${followed}, not ${slot}: its map holds what that slot delivered. ` +
+          `Start with --slot ${followed}; or stop tracking with "ptrackd drop --slot ${followed} --data-dir ${this.#o.dataDir}"; ` +
+          `or add --reinit to start a new map with slot ${slot} (history is lost, and slot ${followed} stays on the server until dropped)`,
+      );
+    }
+    // Someone else streaming from our slot moves it; that is a second follower, not lost WAL.
+    await this.#awaitSlotFree(starting ? 5000 : 0);
     const created = this.#o.createSlot && (await connection.createPhysicalSlot(slot));
     const state = this.catalog.mapState();
+    if (state && state.slotName !== slot && !reinit) this.catalog.setSlotName(slot);
     if (otherCluster) {
       const why = `the server is system ${server.systemId}, not ${known.systemIdentifier}: another cluster answers at this address`;
       return this.#startMap(`${why}; a new map starts`, 'gap');
     }
     if (!state)
       return this.#startMap(created ? `slot ${slot} created` : `tracking started with slot ${slot}`, 'init');
-    if (this.#o.reinit && !this.#map) {
+    if (reinit) {
       return this.#startMap(`--reinit: a new map replaces the one from ${formatLsn(state.initLsn)}`, 'init');
     }
     if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== state.mapSizeMb) {
@@ -271,6 +313,7 @@ export class Tracker {
       this.#map = loaded.map;
       this.#checkpointLsn = loaded.resumeLsn;
       this.#appliedLsn = loaded.resumeLsn;
+      this.#mapFill = loaded.map.fillRatio();
       this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
     }
     // A slot that had to be created again, or that kept less than we need, may start after our position.
@@ -301,7 +344,9 @@ export class Tracker {
     await this.#checkpointing; // of the map this one replaces
     const map = PtrackMap.create(mapSizeMb, restart);
     this.catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), restart, why, kind);
+    this.catalog.setSlotName(this.#o.slot);
     this.#map = map;
+    this.#mapFill = 0;
     this.#appliedLsn = restart;
     this.#checkpointLsn = 0;
     await this.#checkpoint('initial');
@@ -320,6 +365,25 @@ export class Tracker {
     return at;
   }
 
+  /**
+   * Waits up to `ms` for no other process to stream from the slot (a walsender of ours that the server
+   * has not yet seen go, after a kill or a cut connection), then refuses with who holds it.
+   */
+  async #awaitSlotFree(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const pid = (await slotState(this.#connectionConfig, this.#o.slot))?.activePid ?? null;
+      if (pid === null) return;
+      if (Date.now() >= deadline) {
+        throw new SlotError(
+          `slot ${this.#o.slot} is in use by another process (walsender pid ${pid} on the server): is another ptrackd ` +
+            'or pg_receivewal following it? Stop it, or give this one its own --slot and --data-dir',
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
   /** After a failed stream: a slot the server invalidated is dropped, so that #connect creates it again. */
   async #inspectSlot(): Promise<void> {
     const slot = await slotState(this.#connectionConfig, this.#o.slot);
@@ -335,11 +399,15 @@ export class Tracker {
     let start = from;
     for (let attempt = 0; !this.#stopping; attempt++) {
       try {
-        if (attempt > 0) start = await this.#connect();
+        if (attempt > 0) {
+          start = await this.#connect();
+          this.#o.log('info', `reconnected: streaming resumes at ${formatLsn(start)}`);
+        }
         await this.#stream1(start);
         attempt = 0;
       } catch (e) {
         if (this.#stopping) return;
+        this.#problem = (e as Error).message;
         this.#reconnects++;
         const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random() / 2);
         this.#o.log(
@@ -492,6 +560,11 @@ export class MapSizeError extends Error {
   override readonly name = 'MapSizeError';
 }
 
+/** The slot named is not this data directory's, or another process streams from it. */
+export class SlotError extends Error {
+  override readonly name = 'SlotError';
+}
+
 /** ptrack's guidance: map_size of about 1/1024 of the cluster's size, here at least 64 MB (and at most 32 GB). */
 async function suggestedMapSize(config: pg.ClientConfig): Promise<number> {
   return withSql(config, async (c) => {
@@ -506,8 +579,7 @@ async function suggestedMapSize(config: pg.ClientConfig): Promise<number> {
 async function withSql<T>(config: pg.ClientConfig, f: (c: pg.Client) => Promise<T>): Promise<T> {
   const { default: pgModule } = await import('pg');
   const client = new pgModule.Client({ database: 'postgres', ...config });
-  client.on('error', () => {});
-  await client.connect();
+  await connectClient(client, 'could not connect');
   try {
     return await f(client);
   } finally {
@@ -534,11 +606,16 @@ async function catalogVersion(config: pg.ClientConfig): Promise<number> {
 async function slotState(
   config: pg.ClientConfig,
   slot: string,
-): Promise<{ restartLsn: Lsn | null; walStatus: string } | null> {
+): Promise<{ restartLsn: Lsn | null; walStatus: string; activePid: number | null } | null> {
   return withSql(config, async (c) => {
-    const sql = 'SELECT restart_lsn::text AS lsn, wal_status FROM pg_replication_slots WHERE slot_name = $1';
+    const sql =
+      'SELECT restart_lsn::text AS lsn, wal_status, active_pid FROM pg_replication_slots WHERE slot_name = $1';
     const row = (await c.query(sql, [slot])).rows[0];
     if (!row) return null;
-    return { restartLsn: row.lsn ? parseLsn(String(row.lsn)) : null, walStatus: String(row.wal_status) };
+    return {
+      restartLsn: row.lsn ? parseLsn(String(row.lsn)) : null,
+      walStatus: String(row.wal_status),
+      activePid: row.active_pid === null ? null : Number(row.active_pid),
+    };
   });
 }

@@ -1,5 +1,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runPtrackd } from '../helpers/cli.ts';
@@ -76,15 +77,103 @@ describe('ptrackd --slot refuses bad input cleanly', () => {
     [['--map-size', '0'], /--map-size is in MB/],
     [['--checkpoint-interval', '-1'], /--checkpoint-interval must be a positive number/],
     [['--listen', 'nowhere'], /--listen takes host:port/],
-    [[], /Missing required argument: slot/],
+    [['--workers', 'four'], /^ptrackd: --workers expected a number\nTry "ptrackd --help"/],
+    [['--bogus'], /^ptrackd: Unknown argument: bogus\n/],
+    [[], /^ptrackd: missing required option: --data-dir\n/],
   ])('usage errors exit 2: %j', async (args, message) => {
     const r = await runPtrackd(
-      args.length
-        ? ['--slot', 'x', '--data-dir', join(scratch, 'usage'), ...args]
-        : ['--data-dir', join(scratch, 'usage')],
+      args.length ? ['--slot', 'x', '--data-dir', join(scratch, 'usage'), ...args] : ['--slot', 'x'],
     );
     expect(r.code).toBe(2);
     expect(r.stderr, r.stderr).toMatch(message);
     expect(existsSync(join(scratch, 'usage'))).toBe(false);
+  });
+
+  it('a server asking for a password that nobody gave: says where one is looked for, and exits at once', async () => {
+    const started = Date.now();
+    const r = await daemon(
+      'no-password',
+      ['--host', '127.0.0.1', '--port', String(cluster.port), '--username', 'pwuser', '-w'],
+      { PGPASSWORD: undefined, PGPASSFILE: join(scratch, 'no-such-pgpass') },
+    );
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^ptrackd: error: the server asked for a password for user "pwuser" and none was found: set PGPASSWORD, add a line to ~\/\.pgpass/,
+    );
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.wrote).toBe(false);
+    // The server would hold an abandoned authentication for authentication_timeout (60 s).
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it('the password file is read as libpq reads it', async () => {
+    const pgpass = join(scratch, 'pgpass');
+    writeFileSync(pgpass, `127.0.0.1:${cluster.port}:*:pwuser:right-pw\n`, { mode: 0o600 });
+    const missing = join(scratch, 'never-made');
+    const r = await runPtrackd(
+      [
+        'drop',
+        '--slot',
+        'nosuch',
+        '--data-dir',
+        missing,
+        '--yes',
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(cluster.port),
+        '-U',
+        'pwuser',
+      ],
+      { env: { PGPASSWORD: undefined, PGPASSFILE: pgpass } },
+    );
+    expect([r.code, r.stderr]).toEqual([0, `slot nosuch did not exist\n${missing} did not exist\n`]);
+  });
+
+  it('with $USER unset, the user is the operating-system user, as libpq takes it', async () => {
+    const r = await daemon('no-user', ['--host', '127.0.0.1', '--port', String(cluster.port)], {
+      USER: undefined,
+      PGUSER: undefined,
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`role "${userInfo().username}" does not exist`));
+  });
+
+  it('--listen on a port in use: one line naming the address and the option, nothing written', async () => {
+    const busy = createServer();
+    await new Promise<void>((done) => busy.listen(0, '127.0.0.1', done));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const dataDir = join(scratch, 'listen');
+      const r = await runPtrackd([
+        '--slot',
+        'ptrack',
+        '--data-dir',
+        dataDir,
+        '--listen',
+        `127.0.0.1:${port}`,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(cluster.port),
+        '--username',
+        'postgres',
+      ]);
+      expect([r.code, r.stderr]).toEqual([
+        1,
+        `ptrackd: error: cannot listen on 127.0.0.1:${port} (--listen): the address is already in use (another ptrackd?)\n`,
+      ]);
+      expect(existsSync(dataDir)).toBe(false);
+    } finally {
+      busy.close();
+    }
+  });
+
+  it.each([['--version'], ['-V'], ['-?'], ['sql', '--help']])('%s answers and exits 0', async (...args) => {
+    const r = await runPtrackd(args);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout).toMatch(
+      args[0] === '--version' || args[0] === '-V' ? /^ptrackd \d+\.\d+\.\d+ / : /Options:/,
+    );
   });
 });

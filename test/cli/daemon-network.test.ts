@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseLsn } from '../../src/wal/index.ts';
 import { checkpointLsnIn } from '../helpers/catalog.ts';
+import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { clusterPagesChangedSince } from '../helpers/oracle.ts';
 import { PgCluster } from '../helpers/pg-cluster.ts';
@@ -41,7 +42,25 @@ describe('ptrackd when the network or its disk fails', () => {
     const load = cluster.client('pgbench', ['-n', '-c', '2', '-T', '8']);
     await sleep(1000);
     proxy.block();
-    await sleep(5000);
+    await sleep(1000);
+    // Nothing can be applied meanwhile: a query for the server's position times out, saying how far behind.
+    const waited = await runPtrackd([
+      'sql',
+      '--listen',
+      `127.0.0.1:${daemon.listen}`,
+      '--wait-lsn',
+      await cluster.sql('SELECT pg_current_wal_flush_lsn()'),
+      '--timeout',
+      '1',
+      'SELECT 1',
+    ]);
+    expect([waited.code, waited.stderr]).toEqual([
+      1,
+      expect.stringMatching(
+        /^ptrackd: error: timed out after 1 s waiting for [0-9A-F]+\/[0-9A-F]+: applied up to [0-9A-F]+\/[0-9A-F]+, \d+ bytes behind\n$/,
+      ),
+    ]);
+    await sleep(3000);
     proxy.unblock();
     await load;
     await cluster.sql('CHECKPOINT');
@@ -60,22 +79,40 @@ describe('ptrackd when the network or its disk fails', () => {
     const { cluster, dataDir } = await setup();
     const daemon = await DaemonProcess.start(cluster, dataDir);
     cleanup.push(() => daemon.stop('SIGKILL'));
-    const good = checkpointLsnIn(dataDir);
-    // A directory where the map's temporary file goes: every write of it fails, even for root.
+    const failures = () =>
+      daemon.output.match(/checkpoint at [0-9A-F]+\/[0-9A-F]+ failed, will retry: .*EISDIR/g)?.length ?? 0;
+    const until = async (what: string, done: () => boolean | Promise<boolean>) => {
+      for (const deadline = Date.now() + 60_000; !(await done()); await sleep(100)) {
+        if (Date.now() > deadline)
+          throw new Error(`timed out waiting until ${what}; ptrackd said:\n${daemon.output}`);
+      }
+    };
+    // A directory where the map's temporary file goes: every write of it fails, even for root. While a
+    // checkpoint is writing that file, it is there already: try again once that checkpoint is done.
     const blocker = join(dataDir, 'ptrack.map.tmp');
-    mkdirSync(blocker);
-    await cluster.client('pgbench', ['-n', '-c', '2', '-T', '3']);
-    await sleep(2500);
-    expect(daemon.output).toMatch(/checkpoint at [0-9A-F]+\/[0-9A-F]+ failed, will retry: .*EISDIR/);
+    await until('the blocker is in place', () => {
+      try {
+        mkdirSync(blocker);
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        return false;
+      }
+    });
+    const load = cluster.client('pgbench', ['-n', '-c', '2', '-T', '3']);
+    // Checkpoints go one at a time: once one has failed, none that started before is still landing.
+    await until('a checkpoint has failed', () => failures() >= 1);
+    const good = checkpointLsnIn(dataDir);
+    await load;
+    const failed = failures();
+    await until('another checkpoint, of later WAL, has failed', () => failures() > failed);
     expect(checkpointLsnIn(dataDir)).toBe(good);
     const slot = () =>
       cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'").then(parseLsn);
     expect(await slot()).toBeLessThanOrEqual(good);
     rmdirSync(blocker);
     const end = parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
-    for (const deadline = Date.now() + 20_000; checkpointLsnIn(dataDir) < end && Date.now() < deadline; )
-      await sleep(200);
-    expect(checkpointLsnIn(dataDir)).toBeGreaterThanOrEqual(end);
-    expect(await slot()).toBeGreaterThan(good);
+    await until('a checkpoint reaches the end of the load', () => checkpointLsnIn(dataDir) >= end);
+    await until('the slot follows it', async () => (await slot()) > good);
   }, 120_000);
 });

@@ -14,7 +14,11 @@ export function runPtrackd(
   options: { env?: NodeJS.ProcessEnv; input?: string } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { env: { ...process.env, ...options.env } });
+    // A variable given as undefined is removed from the environment (e.g. USER, to run as cron would).
+    const env = Object.fromEntries(
+      Object.entries({ ...process.env, ...options.env }).filter(([, v]) => v !== undefined),
+    );
+    const child = spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { env });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b) => out.push(b));

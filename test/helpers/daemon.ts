@@ -81,6 +81,10 @@ export class DaemonProcess {
     return this.#output;
   }
 
+  get pid(): number {
+    return this.#child.pid!;
+  }
+
   async http(method: string, path: string, body?: unknown): Promise<{ status: number; text: string }> {
     const res = await fetch(`http://127.0.0.1:${this.listen}${path}`, {
       method,

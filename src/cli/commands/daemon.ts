@@ -5,7 +5,7 @@ import { MAX_MAP_SIZE_MB } from '../../map/index.ts';
 import { ReplicationError } from '../../replication/index.ts';
 import { serverWalPosition, Tracker } from '../../tracker/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
-import { UsageError } from '../errors.ts';
+import { ExitError, UsageError } from '../errors.ts';
 import { daemonOutput } from '../logging.ts';
 import { serve } from '../server.ts';
 
@@ -17,14 +17,13 @@ export function daemonCommand(y: Argv): Argv {
     (c) =>
       withConnectionOptions(c)
         .option('slot', {
+          alias: 'S',
           type: 'string',
-          demandOption: true,
           describe: 'physical replication slot to follow (created if missing)',
         })
         .option('data-dir', {
           type: 'string',
-          default: 'ptrackd-data',
-          describe: 'where the map and the catalog live',
+          describe: 'where the map and the catalog live (one daemon and one slot per directory)',
         })
         .option('pgdata', {
           type: 'string',
@@ -89,6 +88,11 @@ export function daemonCommand(y: Argv): Argv {
           describe: 'create the slot when missing (--no-create-slot refuses)',
         })
         .check((a) => {
+          // Checked here rather than by demandOption, so that a mistyped option is named first.
+          const missing = ['slot', 'data-dir'].filter((k) => a[k] === undefined);
+          if (missing.length) {
+            throw new UsageError(`missing required option: ${missing.map((k) => `--${k}`).join(', ')}`);
+          }
           const size = a['map-size'];
           if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > MAX_MAP_SIZE_MB)) {
             throw new UsageError(
@@ -116,10 +120,10 @@ export function daemonCommand(y: Argv): Argv {
     async (a) => {
       const [host, portText] = splitListen(a.listen);
       const { log, tty, progress } = daemonOutput();
-      const connection = connectionFromArgs(a);
+      const connection = await connectionFromArgs(a);
       const tracker = new Tracker({
-        dataDir: resolve(a['data-dir']),
-        slot: a.slot,
+        dataDir: resolve(a['data-dir']!),
+        slot: a.slot!,
         connection,
         mapSizeMb: a['map-size'],
         reinit: a.reinit,
@@ -133,13 +137,18 @@ export function daemonCommand(y: Argv): Argv {
         replicationTimeoutMs: a['replication-timeout'] * 1000,
         log: (level, message, fields) => log[level](fields ?? {}, message),
       });
+      // Before anything listens: a second daemon on this directory is refused having done nothing.
+      tracker.lockDataDir();
       // Listening first: a sidecar that starts before its server is alive (and not ready) meanwhile.
       const server = await serve(tracker, {
         host,
         port: portText,
         pgdata: a.pgdata ? resolve(a.pgdata) : undefined,
         readyMaxLagBytes: a['ready-max-lag'],
-        serverPosition: () => serverWalPosition(connection),
+        serverPosition: () => serverWalPosition({ connectionTimeoutMillis: 10_000, ...connection }),
+      }).catch((e: NodeJS.ErrnoException) => {
+        tracker.releaseDataDir();
+        throw new ExitError(`cannot listen on ${a.listen} (--listen): ${listenFailure(e)}`);
       });
       log.info(`listening on ${a.listen}`);
       let stopping = false;
@@ -189,6 +198,13 @@ function serverUnavailable(e: unknown): boolean {
     'EAI_AGAIN',
     '57P03',
   ].includes(code ?? '');
+}
+
+function listenFailure(e: NodeJS.ErrnoException): string {
+  if (e.code === 'EADDRINUSE') return 'the address is already in use (another ptrackd?)';
+  if (e.code === 'EACCES') return 'permission denied (a port below 1024?)';
+  if (e.code === 'EADDRNOTAVAIL') return 'no interface of this machine has that address';
+  return e.message;
 }
 
 function splitListen(listen: string): [string, number] {

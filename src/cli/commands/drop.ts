@@ -3,12 +3,14 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Argv } from 'yargs';
 import { ReplicationConnection, ReplicationError } from '../../replication/index.ts';
+import { DataDirInUseError, DataDirLock } from '../../tracker/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { ExitError, UsageError } from '../errors.ts';
 
 /**
  * `ptrackd drop`: stop tracking for good (ptrack's map_size = 0). Drops the slot on the server, so that
- * a removed sidecar cannot hold WAL back forever, and removes the data directory.
+ * a removed sidecar cannot hold WAL back forever, and removes the data directory. It holds the data
+ * directory's lock meanwhile: a running daemon is never pulled out from under.
  */
 export function dropCommand(y: Argv): Argv {
   return y.command(
@@ -16,8 +18,17 @@ export function dropCommand(y: Argv): Argv {
     "Stop tracking for good: drop the slot on the server and remove ptrackd's data directory",
     (c) =>
       withConnectionOptions(c)
-        .option('slot', { type: 'string', demandOption: true })
-        .option('data-dir', { type: 'string', default: 'ptrackd-data' })
+        .option('slot', {
+          alias: 'S',
+          type: 'string',
+          demandOption: true,
+          describe: 'the physical replication slot to drop on the server',
+        })
+        .option('data-dir', {
+          type: 'string',
+          demandOption: true,
+          describe: "the daemon's data directory, to remove (the daemon must be stopped)",
+        })
         .option('yes', {
           alias: 'y',
           type: 'boolean',
@@ -26,31 +37,59 @@ export function dropCommand(y: Argv): Argv {
         }),
     async (a) => {
       const dataDir = resolve(a['data-dir']);
-      if (existsSync(dataDir) && !existsSync(join(dataDir, 'catalog.db'))) {
+      const exists = existsSync(dataDir);
+      if (exists && !existsSync(join(dataDir, 'catalog.db'))) {
         throw new ExitError(`${dataDir} is not a ptrackd data directory (no catalog.db); not removing it`);
       }
-      if (!a.yes) {
-        if (!process.stdin.isTTY)
-          throw new UsageError('ptrackd drop removes the slot and all tracked history: confirm with --yes');
-        const rl = createInterface({ input: process.stdin, output: process.stderr });
-        const answer = await rl.question(
-          `Drop slot "${a.slot}" on the server and remove ${dataDir}? History is lost. [y/N] `,
-        );
-        rl.close();
-        if (!/^y(es)?$/i.test(answer.trim())) throw new ExitError('nothing dropped', 1);
-      }
-      const connection = await ReplicationConnection.connect(connectionFromArgs(a));
+      let lock: DataDirLock | undefined;
       try {
-        await connection.dropSlot(a.slot);
-        process.stderr.write(`dropped slot ${a.slot}\n`);
+        lock = exists ? DataDirLock.acquire(dataDir) : undefined;
       } catch (e) {
-        if (!(e instanceof ReplicationError && e.sqlState === '42704')) throw e;
-        process.stderr.write(`slot ${a.slot} did not exist\n`);
-      } finally {
-        await connection.close().catch(() => {});
+        if (e instanceof DataDirInUseError)
+          throw new ExitError(`stop ptrackd first (pid ${e.pid ?? 'unknown'})`);
+        throw e;
       }
-      rmSync(dataDir, { recursive: true, force: true });
-      process.stderr.write(`removed ${dataDir}\n`);
+      try {
+        if (!a.yes) {
+          if (!process.stdin.isTTY)
+            throw new UsageError('ptrackd drop removes the slot and all tracked history: confirm with --yes');
+          const rl = createInterface({ input: process.stdin, output: process.stderr });
+          const answer = await rl.question(
+            `Drop slot "${a.slot}" on the server${exists ? ` and remove ${dataDir}` : ''}? History is lost. [y/N] `,
+          );
+          rl.close();
+          if (!/^y(es)?$/i.test(answer.trim())) {
+            process.stderr.write('nothing dropped\n');
+            return;
+          }
+        }
+        await dropSlot(a.slot, await connectionFromArgs(a));
+        if (exists) {
+          rmSync(dataDir, { recursive: true, force: true });
+          process.stderr.write(`removed ${dataDir}\n`);
+        } else process.stderr.write(`${dataDir} did not exist\n`);
+      } finally {
+        lock?.release();
+      }
     },
   );
+}
+
+async function dropSlot(slot: string, config: Parameters<typeof ReplicationConnection.connect>[0]) {
+  const connection = await ReplicationConnection.connect(config);
+  try {
+    await connection.dropSlot(slot);
+    process.stderr.write(`dropped slot ${slot}\n`);
+  } catch (e) {
+    if (!(e instanceof ReplicationError)) throw e;
+    if (e.sqlState === '42704') process.stderr.write(`slot ${slot} did not exist\n`);
+    else if (e.sqlState === '55006') {
+      // object_in_use: a walsender streams from it
+      throw new ExitError(
+        `slot ${slot} is in use on the server (${e.message.replace(/^[A-Z_]+: /, '')}): stop the ptrackd following it first`,
+      );
+    } else throw e;
+  } finally {
+    await connection.close().catch(() => {});
+  }
 }

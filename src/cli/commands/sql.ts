@@ -7,7 +7,7 @@ import { loadMapFile } from '../../map/index.ts';
 import { QueryEngine } from '../../query/index.ts';
 import { MAP_FILE } from '../../tracker/index.ts';
 import { formatLsn, parseLsn } from '../../wal/index.ts';
-import { ExitError } from '../errors.ts';
+import { ExitError, UsageError } from '../errors.ts';
 import { formatResult, type OutputFormat, type ResultSet, splitStatements } from '../format.ts';
 import { interactive } from '../prompt.ts';
 
@@ -31,8 +31,10 @@ async function call(
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
+    const offline =
+      path === '/query' ? '; or answer from its last checkpoint with --offline --data-dir DIR' : '';
     throw new ExitError(
-      `ptrackd is not running at ${listen} (start it with: ptrackd --slot NAME, or use --offline --data-dir DIR)`,
+      `ptrackd is not running at ${listen} (start it with: ptrackd --slot NAME --data-dir DIR; another address: --listen)${offline}`,
     );
   }
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
@@ -96,7 +98,11 @@ export function sqlCommand(y: Argv): Argv {
         .positional('statement', { type: 'string', describe: 'SQL to run (several separated by ;)' })
         .option('command', { alias: 'c', type: 'string', describe: 'SQL to run' })
         .option('file', { alias: 'f', type: 'string', describe: 'read SQL from a file' })
-        .option('format', { choices: ['table', 'csv', 'tsv', 'json'] as const, default: 'table' as const })
+        .option('format', {
+          choices: ['table', 'csv', 'tsv', 'json'] as const,
+          default: 'table' as const,
+          describe: 'output format',
+        })
         .option('tuples-only', {
           alias: 't',
           type: 'boolean',
@@ -120,18 +126,23 @@ export function sqlCommand(y: Argv): Argv {
         })
         .option('data-dir', {
           type: 'string',
-          default: 'ptrackd-data',
           describe: 'with --offline: the daemon’s data directory',
         })
         .option('pgdata', {
           type: 'string',
           describe: "with --offline: the server's data directory (else the catalog lists files)",
         })
-        .option('listen', listenOption),
+        .option('listen', listenOption)
+        .check((a) => {
+          if (a.offline && a['data-dir'] === undefined) throw new UsageError('--offline needs --data-dir');
+          if (!(a.timeout > 0))
+            throw new UsageError(`--timeout is in seconds, more than 0, not ${a.timeout}`);
+          return true;
+        }),
     async (a) => {
       if (a['wait-lsn'] !== undefined) parseLsn(a['wait-lsn']);
       const answer = a.offline
-        ? offlineAnswer(resolve(a['data-dir']), a.pgdata ? resolve(a.pgdata) : undefined)
+        ? offlineAnswer(resolve(a['data-dir']!), a.pgdata ? resolve(a.pgdata) : undefined)
         : daemonAnswer(a.listen, {
             ...(a['wait-lsn'] ? { waitLsn: a['wait-lsn'] } : {}),
             noWait: !a.wait,
@@ -163,7 +174,11 @@ export function statusCommand(y: Argv): Argv {
     'Show what the running daemon follows and how far it is',
     (c) =>
       c
-        .option('format', { choices: ['text', 'json'] as const, default: 'text' as const })
+        .option('format', {
+          choices: ['text', 'json'] as const,
+          default: 'text' as const,
+          describe: 'output format',
+        })
         .option('max-lag', {
           type: 'number',
           default: 16 * 1024 * 1024,
@@ -182,7 +197,7 @@ export function statusCommand(y: Argv): Argv {
               ? `system ${server.systemId}, server_version_num ${server.version}, timeline ${server.timeline}`
               : 'not connected',
           ],
-          ['streaming', String(json.streaming)],
+          ['streaming', json.streaming ? 'yes' : `no: ${json.problem ?? 'not connected'}`],
           ['init LSN', json.initLsn],
           ['applied LSN', json.appliedLsn],
           ['checkpoint LSN', `${json.checkpointLsn} (the slot's flush position)`],
@@ -204,8 +219,13 @@ export function statusCommand(y: Argv): Argv {
         ];
         for (const [k, v] of lines) process.stdout.write(`${String(k).padEnd(16)}${v}\n`);
       }
-      if (!json.streaming || Number(json.lagBytes) > a['max-lag'])
-        throw new ExitError('not ready: not streaming or lagging', 1);
+      if (!json.streaming)
+        throw new ExitError(`not ready: not streaming (${json.problem ?? 'not connected'})`);
+      if (Number(json.lagBytes) > a['max-lag']) {
+        throw new ExitError(
+          `not ready: ${json.lagBytes} bytes behind the server (--max-lag ${a['max-lag']})`,
+        );
+      }
     },
   );
 }
