@@ -1,10 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Catalog, CatalogError } from '../../src/catalog/index.ts';
 import { loadMapFile, PtrackMap, writeMapFile } from '../../src/map/index.ts';
 import { happened, observed, scratchCatalog } from '../helpers/catalog.ts';
+import { scratchDir } from '../helpers/scratch.ts';
 
 const observe = (rel: number, fork: number, maxBlock: number, lsn: number) =>
   observed(1663, 5, rel, fork, maxBlock, lsn);
@@ -14,7 +14,7 @@ const forkOf = (c: Catalog, rel: number, fork = 0) =>
 
 describe('catalog', () => {
   it('applies its numbered migrations once, and refuses to read a file that is not a catalog', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ptrackd-catalog-'));
+    const dir = scratchDir('ptrackd-catalog-');
     const path = join(dir, 'catalog.db');
     Catalog.open(path).close();
     const again = Catalog.open(path);
@@ -82,7 +82,7 @@ describe('catalog', () => {
   });
 
   it('ties a map checkpoint file to the catalog: written, recorded, reopened and loaded back identical', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ptrackd-checkpoint-'));
+    const dir = scratchDir('ptrackd-checkpoint-');
     const c = Catalog.open(join(dir, 'catalog.db'));
     expect(() => c.recordCheckpoint(0x9000, new Uint32Array(1))).toThrow(/no map/);
     const map = PtrackMap.create(1, 0x1000);

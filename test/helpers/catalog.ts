@@ -1,12 +1,11 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog, type CatalogOp } from '../../src/catalog/index.ts';
 import type { FileEvent } from '../../src/wal/index.ts';
+import { scratchDir } from './scratch.ts';
 
 /** A fresh catalog for a PostgreSQL 15 cluster with 8 kB blocks, in a temp dir. */
 export function scratchCatalog(initLsn: number, entries = 4099): Catalog {
-  const catalog = Catalog.open(join(mkdtempSync(join(tmpdir(), 'ptrackd-catalog-')), 'catalog.db'));
+  const catalog = Catalog.open(join(scratchDir('ptrackd-catalog-'), 'catalog.db'));
   catalog.setIdentity({
     systemIdentifier: '7000000000000000001',
     timeline: 1,

@@ -1,5 +1,3 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from '../../src/catalog/index.ts';
 import { findSegmentFiles, readSegments } from '../../src/cli/wal-files.ts';
@@ -7,6 +5,7 @@ import { entriesForMapSize, PtrackMap } from '../../src/map/index.ts';
 import { WalApplier } from '../../src/tracker/index.ts';
 import { type Lsn, parseLsn, WalStreamDecoder } from '../../src/wal/index.ts';
 import type { PgCluster } from './pg-cluster.ts';
+import { scratchDir } from './scratch.ts';
 
 /**
  * What the daemon will do, done offline for tests: decodes a cluster's pg_wal from `start` to `end`
@@ -20,7 +19,7 @@ export async function trackFromWal(cluster: PgCluster, start: string, end: strin
        FROM pg_control_system()`,
     )
   ).split('|');
-  const catalog = Catalog.open(join(mkdtempSync(join(tmpdir(), 'ptrackd-catalog-')), 'catalog.db'));
+  const catalog = Catalog.open(join(scratchDir('ptrackd-catalog-'), 'catalog.db'));
   catalog.setIdentity({
     systemIdentifier: sysid,
     timeline: 1,

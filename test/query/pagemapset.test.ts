@@ -6,6 +6,7 @@ import { PtrackMap } from '../../src/map/index.ts';
 import { QueryEngine, QueryError } from '../../src/query/index.ts';
 import { LsnFormatError } from '../../src/wal/index.ts';
 import { happened, observed, scratchCatalog } from '../helpers/catalog.ts';
+import { scratchDir } from '../helpers/scratch.ts';
 
 const INIT = 0x1000000;
 const X = 0x2000000;
@@ -135,7 +136,7 @@ describe('the SQL engine', () => {
     const nothing = new QueryEngine({
       map: PtrackMap.withEntries(101, INIT),
       catalog: scratchCatalog(INIT),
-      pgdata: mkdtempSync(join(tmpdir(), 'ptrackd-empty-')),
+      pgdata: scratchDir('ptrackd-empty-'),
       appliedLsn: () => AFTER,
     });
     expect(nothing.query(`SELECT * FROM ptrack_get_change_stat('0/2000000')`).rows).toEqual([

@@ -1,13 +1,13 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
 import { PtrackMap } from '../../src/map/index.ts';
 import { loadCheckpointedMap, MAP_FILE, writeCheckpointFile } from '../../src/tracker/index.ts';
+import { scratchDir } from '../helpers/scratch.ts';
 
 function checkpointed() {
-  const dir = mkdtempSync(join(tmpdir(), 'ptrackd-data-'));
+  const dir = scratchDir('ptrackd-data-');
   const catalog = Catalog.open(join(dir, 'catalog.db'));
   const map = PtrackMap.create(1, 0x1000);
   catalog.initMap(1, map.entries, 0x1000, 'first start');
