@@ -1,18 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
 import client from 'prom-client';
-import type { QueryResult, QueryTask } from '../query/index.ts';
+import { type FreshAnswer, type QueryService, StaleAnswerError } from '../query/index.ts';
 import type { Tracker, TrackerStatus } from '../tracker/index.ts';
-import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import { formatLsn } from '../wal/index.ts';
 
 export interface ServeOptions {
   readonly host: string;
   readonly port: number;
-  readonly pgdata?: string;
   readonly readyMaxLagBytes: number;
-  /** The server's current WAL position, for queries that do not name the LSN to wait for. */
-  readonly serverPosition: () => Promise<Lsn>;
+  readonly queries: QueryService;
 }
 
 /**
@@ -22,13 +18,7 @@ export interface ServeOptions {
  */
 export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
   const registry = metrics(tracker);
-  // Started by the first query and kept a minute: backups ask in bursts, and an idle thread is memory.
-  const queries = new Piscina<QueryTask, QueryResult>({
-    filename: new URL('../../workers/query.ts', import.meta.url).href,
-    minThreads: 0,
-    maxThreads: Math.max(1, Math.floor(availableParallelism() / 2)),
-    idleTimeout: 60_000,
-  });
+  const queries = o.queries;
   const server = createServer((req, res) => {
     handle(req, res).catch((e) => reply(res, 500, { error: (e as Error).message }));
   });
@@ -80,62 +70,25 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
     res: ServerResponse,
   ) {
     if (typeof input.sql !== 'string') return reply(res, 400, { error: 'the request needs "sql", a string' });
-    const timeoutMs = typeof input.timeoutMs === 'number' ? input.timeoutMs : 60_000;
-    const deadline = Date.now() + timeoutMs;
-    // The server's position, or null when it cannot be had before the deadline (an unreachable server).
-    const serverPosition = () =>
-      Promise.race([
-        o.serverPosition(),
-        new Promise<null>((r) => setTimeout(() => r(null), Math.max(0, deadline - Date.now())).unref()),
-      ]);
-    let target = 0;
-    if (typeof input.waitLsn === 'string' && input.noWait !== true) {
-      target = parseLsn(input.waitLsn);
-      // Nothing will ever be applied up to an LSN the server has not written yet: say so now.
-      const server = tracker.appliedLsn < target ? await serverPosition().catch(() => null) : null;
-      if (server !== null && target > server) {
-        return reply(res, 400, {
-          error: `--wait-lsn ${formatLsn(target)} is beyond the server's current WAL position ${formatLsn(server)}`,
-        });
-      }
-    } else if (input.noWait !== true) {
-      const server = await serverPosition().catch((e: Error) => e);
-      if (server === null || server instanceof Error) {
-        return reply(res, 503, {
-          error: `cannot ask the server how far it is, so an answer could be stale: ${server?.message ?? `no answer within ${timeoutMs / 1000} s`}`,
-        });
-      }
-      target = server;
-    }
-    while (tracker.appliedLsn < target) {
-      if (Date.now() > deadline) {
-        const applied = tracker.appliedLsn;
-        return reply(res, 504, {
-          error: `timed out after ${timeoutMs / 1000} s waiting for ${formatLsn(target)}: applied up to ${formatLsn(applied)}, ${target - applied} bytes behind`,
-        });
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const appliedLsn = tracker.appliedLsn;
-    let result: QueryResult;
+    let answer: FreshAnswer;
     try {
-      result = await queries.run({
+      answer = await queries.answer({
         sql: input.sql,
-        map: tracker.map.buffer,
-        catalogPath: tracker.catalogPath,
-        pgdata: o.pgdata,
-        appliedLsn,
+        waitLsn: typeof input.waitLsn === 'string' ? input.waitLsn : undefined,
+        noWait: input.noWait === true,
+        timeoutMs: typeof input.timeoutMs === 'number' ? input.timeoutMs : undefined,
       });
     } catch (e) {
-      return reply(res, 400, { error: (e as Error).message });
+      const status =
+        e instanceof StaleAnswerError ? { beyond: 400, timeout: 504, server: 503 }[e.reason] : 400;
+      return reply(res, status, { error: (e as Error).message });
     }
     return reply(res, 200, {
-      columns: result.columns,
-      rows: result.rows.map((row) => row.map(jsonValue)),
-      appliedLsn: formatLsn(appliedLsn),
+      columns: answer.columns,
+      rows: answer.rows.map((row) => row.map(jsonValue)),
+      appliedLsn: formatLsn(answer.appliedLsn),
     });
   }
-  server.on('close', () => void queries.destroy());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(o.port, o.host, () => resolve(server));

@@ -9,4 +9,11 @@ export {
   QueryError,
 } from './pagemapset.ts';
 export { parseRelationFileName, RELSEG_SIZE, relationFilePath, tablespaceVersionDir } from './paths.ts';
+export {
+  type AnswerSource,
+  type FreshAnswer,
+  type QueryRequest,
+  QueryService,
+  StaleAnswerError,
+} from './service.ts';
 export { answerQuery, type QueryTask } from './task.ts';

@@ -1,12 +1,17 @@
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
+import type pg from 'pg';
 import type { Argv } from 'yargs';
 import { MAX_MAP_SIZE_MB } from '../../map/index.ts';
+import { listenPgWire, loadStatementParser, type Upstream, WireAnswers } from '../../pgwire/index.ts';
+import { QueryService } from '../../query/index.ts';
 import { ReplicationError } from '../../replication/index.ts';
 import { serverWalPosition, Tracker } from '../../tracker/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { ExitError, UsageError } from '../errors.ts';
-import { daemonOutput } from '../logging.ts';
+import { type DaemonOutput, daemonOutput } from '../logging.ts';
 import { serve } from '../server.ts';
 
 /** `ptrackd --slot ptrack …`: follow the server, keep the map, answer queries until SIGTERM/SIGINT. */
@@ -33,6 +38,25 @@ export function daemonCommand(y: Argv): Argv {
           type: 'string',
           default: '127.0.0.1:7432',
           describe: 'address of the HTTP endpoint',
+        })
+        .option('pg-listen', {
+          type: 'string',
+          describe:
+            "address of a PostgreSQL-protocol endpoint (host:port): sessions are relayed to the server, and ptrack's functions (schema ptrack) answered by ptrackd, for pg_probackup -b PTRACK; off unless given",
+        })
+        .option('pg-upstream', {
+          type: 'string',
+          describe:
+            "with --pg-listen: host:port of the server to relay to (default: the daemon's own --host/--port)",
+        })
+        .option('pg-ssl-cert', {
+          type: 'string',
+          describe:
+            'with --pg-listen: a certificate (PEM) for clients that ask for TLS (else they are answered: no TLS)',
+        })
+        .option('pg-ssl-key', {
+          type: 'string',
+          describe: 'with --pg-listen: the key of --pg-ssl-cert (PEM)',
         })
         .option('map-size', {
           type: 'number',
@@ -115,6 +139,11 @@ export function daemonCommand(y: Argv): Argv {
             throw new UsageError(`--wait-for-server is in seconds, 0 or more, not ${a['wait-for-server']}`);
           }
           splitListen(a.listen);
+          if (a['pg-listen'] !== undefined) splitListen(a['pg-listen'], '--pg-listen');
+          if (a['pg-upstream'] !== undefined) splitListen(a['pg-upstream'], '--pg-upstream');
+          if ((a['pg-ssl-cert'] === undefined) !== (a['pg-ssl-key'] === undefined)) {
+            throw new UsageError('--pg-ssl-cert and --pg-ssl-key go together');
+          }
           return true;
         }),
     async (a) => {
@@ -140,23 +169,38 @@ export function daemonCommand(y: Argv): Argv {
       // Before anything listens: a second daemon on this directory is refused having done nothing.
       tracker.lockDataDir();
       // Listening first: a sidecar that starts before its server is alive (and not ready) meanwhile.
+      const queries = new QueryService({
+        source: tracker,
+        pgdata: a.pgdata ? resolve(a.pgdata) : undefined,
+        serverPosition: () => serverWalPosition({ connectionTimeoutMillis: 10_000, ...connection }),
+      });
       const server = await serve(tracker, {
         host,
         port: portText,
-        pgdata: a.pgdata ? resolve(a.pgdata) : undefined,
         readyMaxLagBytes: a['ready-max-lag'],
-        serverPosition: () => serverWalPosition({ connectionTimeoutMillis: 10_000, ...connection }),
+        queries,
       }).catch((e: NodeJS.ErrnoException) => {
         tracker.releaseDataDir();
+        void queries.close();
         throw new ExitError(`cannot listen on ${a.listen} (--listen): ${listenFailure(e)}`);
       });
       log.info(`listening on ${a.listen}`);
+      const pgServer = a['pg-listen']
+        ? await startPgEndpoint(a['pg-listen'], a['pg-upstream'], connection, queries, a, log).catch((e) => {
+            server.close();
+            tracker.releaseDataDir();
+            void queries.close();
+            throw e;
+          })
+        : undefined;
       let stopping = false;
       const stopped = new Promise<void>((done) => {
         const shutdown = (signal: string) => {
           stopping = true;
           log.info(`${signal}: final checkpoint`);
           server.close();
+          pgServer?.close();
+          void queries.close();
           tracker.stop().then(done, (e) => {
             log.error(`shutdown failed: ${(e as Error).message}`);
             done();
@@ -174,6 +218,8 @@ export function daemonCommand(y: Argv): Argv {
           if (stopping) break;
           if (!serverUnavailable(e) || Date.now() >= deadline) {
             server.close();
+            pgServer?.close();
+            void queries.close();
             throw e;
           }
           const delay = Math.min(5000, 250 * 2 ** attempt);
@@ -200,6 +246,46 @@ function serverUnavailable(e: unknown): boolean {
   ].includes(code ?? '');
 }
 
+/** The PostgreSQL-protocol endpoint (--pg-listen), relaying to the daemon's own server unless told another. */
+async function startPgEndpoint(
+  listen: string,
+  upstreamOption: string | undefined,
+  connection: pg.ClientConfig,
+  queries: QueryService,
+  a: { 'pg-ssl-cert'?: string; 'pg-ssl-key'?: string },
+  log: DaemonOutput['log'],
+): Promise<Server> {
+  const [host, port] = splitListen(listen, '--pg-listen');
+  const [upHost, upPort] = upstreamOption
+    ? splitListen(upstreamOption, '--pg-upstream')
+    : [
+        connection.host ?? process.env.PGHOST ?? 'localhost',
+        Number(connection.port ?? process.env.PGPORT ?? 5432),
+      ];
+  const tls = a['pg-ssl-cert']
+    ? { cert: readFileSync(a['pg-ssl-cert']), key: readFileSync(a['pg-ssl-key']!) }
+    : undefined;
+  await loadStatementParser();
+  const server = await listenPgWire({
+    host,
+    port,
+    upstream: { host: upHost, port: upPort, ssl: connection.ssl as Upstream['ssl'] },
+    schema: PTRACK_SCHEMA,
+    answers: new WireAnswers({ queries, schema: PTRACK_SCHEMA, timeoutMs: 60_000 }),
+    tls,
+    log: (level, message) => log[level](message),
+  }).catch((e: NodeJS.ErrnoException) => {
+    throw new ExitError(`cannot listen on ${listen} (--pg-listen): ${listenFailure(e)}`);
+  });
+  log.info(
+    `PostgreSQL-protocol endpoint on ${listen}, relaying to ${upHost}:${upPort}; ptrack's functions in schema ${PTRACK_SCHEMA}`,
+  );
+  return server;
+}
+
+/** The schema pg_probackup is told ptrack lives in; it sends ptrack's calls qualified with it. */
+const PTRACK_SCHEMA = 'ptrack';
+
 function listenFailure(e: NodeJS.ErrnoException): string {
   if (e.code === 'EADDRINUSE') return 'the address is already in use (another ptrackd?)';
   if (e.code === 'EACCES') return 'permission denied (a port below 1024?)';
@@ -207,8 +293,8 @@ function listenFailure(e: NodeJS.ErrnoException): string {
   return e.message;
 }
 
-function splitListen(listen: string): [string, number] {
+function splitListen(listen: string, option = '--listen'): [string, number] {
   const m = /^(.*):(\d+)$/.exec(listen);
-  if (!m) throw new UsageError(`--listen takes host:port, not "${listen}"`);
+  if (!m) throw new UsageError(`${option} takes host:port, not "${listen}"`);
   return [m[1] || '127.0.0.1', Number(m[2])];
 }
