@@ -3,60 +3,10 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCertificates } from '../helpers/certificates.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
-
-/** A CA and, when `host` is given, a server certificate it signed for that IP address. */
-function makeCertificates(dir: string, name: string, host?: string): void {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${name}`,
-    '-keyout',
-    `${name}.key`,
-    '-out',
-    `${name}.pem`,
-  );
-  if (host === undefined) return;
-  openssl(
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    `/CN=${host}`,
-    '-keyout',
-    'server.key',
-    '-out',
-    'server.csr',
-  );
-  writeFileSync(join(dir, 'san.cnf'), `subjectAltName=IP:${host}\n`);
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    `${name}.pem`,
-    '-CAkey',
-    `${name}.key`,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'san.cnf',
-    '-out',
-    'server.crt',
-  );
-}
 
 /** Replication over TLS, the way libpq's sslmode/sslrootcert ask for it; plain text refused by the server. */
 describe('ptrackd --slot over TLS', () => {

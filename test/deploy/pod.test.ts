@@ -65,6 +65,7 @@ describe('a pod simulation: the manifests’ settings, command, args and env, ag
       'data-dir': join(scratch, 'ptrackd-data'),
       pgdata: cluster.dataDir,
       listen: `127.0.0.1:${listen}`,
+      'pg-listen': `127.0.0.1:${await freePort()}`,
     };
     writeFileSync(join(scratch, 'ptrackd.yaml'), stringify(config));
   }, 60_000);
