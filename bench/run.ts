@@ -4,6 +4,7 @@ import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
 import { benchLargeMap, benchMarking } from './map.ts';
 import { benchPool } from './pool.ts';
+import { benchProbackup, printProbackup } from './probackup.ts';
 import { benchQueries } from './queries.ts';
 import { walCorpus } from './wal-corpus.ts';
 
@@ -122,6 +123,9 @@ for (const r of q.rows) {
       `${(r.pagemapsetSeconds / q.walkSeconds).toFixed(1).padStart(8)}`,
   );
 }
+
+const probackup = await benchProbackup(Number(process.env.PTRACKD_BENCH_PROBACKUP_SCALE ?? 130), log);
+if (probackup) printProbackup(probackup, log);
 
 const pgdataAfter = q.rows.find((r) => r.mode === 'pgdata' && r.since !== q.rows[0].since) ?? q.rows[0];
 const best2 = pools[1];
