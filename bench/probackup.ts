@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ const PG_PROBACKUP = join(REPO_ROOT, '../shared/tools/pg_probackup-15/pg_proback
 export interface BackupRun {
   readonly mode: 'FULL' | 'DELTA' | 'PTRACK';
   readonly seconds: number;
-  /** What pg_probackup read from storage (read_bytes; the page cache is dropped first when we may). */
+  /** What pg_probackup made the kernel read from storage, readahead included (read_bytes; page cache dropped first when we may). */
   readonly readBytes: number;
   /** Everything it read through read(2): files, the WAL stream and its sockets (rchar). */
   readBytesAll: number;
@@ -174,6 +174,7 @@ const mb = (n: number) => (n / 2 ** 20).toFixed(1);
 /** Drops the kernel's page cache (root only), so that what a backup reads comes from storage. */
 function dropCaches(): boolean {
   try {
+    execFileSync('sync'); // only clean pages can be dropped
     writeFileSync('/proc/sys/vm/drop_caches', '3');
     return true;
   } catch {
@@ -258,10 +259,10 @@ export function printProbackup(r: ProbackupBench, log: (s: string) => void): voi
   log(
     `\npg_probackup on a ${r.databaseMb} MB database, ${r.changedPages} of ${r.totalPages} pages changed since the FULL parent${r.cacheDropped ? ' (page cache dropped before each backup)' : ' (page cache NOT dropped: not root)'}`,
   );
-  log('  mode       seconds   vs FULL   read from storage   vs FULL   data written');
+  log('  mode       seconds   vs FULL   from storage (readahead incl.)   through read(2)   data written');
   for (const x of r.runs) {
     log(
-      `  ${x.mode.padEnd(8)} ${x.seconds.toFixed(1).padStart(8)} ${(x.seconds / full.seconds).toFixed(2).padStart(8)}x ${mb(x.readBytes).padStart(14)} MB ${(x.readBytes / full.readBytes).toFixed(3).padStart(8)}x ${mb(x.dataBytes).padStart(10)} MB`,
+      `  ${x.mode.padEnd(8)} ${x.seconds.toFixed(1).padStart(8)} ${(x.seconds / full.seconds).toFixed(2).padStart(8)}x ${mb(x.readBytes).padStart(14)} MB = ${(x.readBytes / full.readBytes).toFixed(3)}x FULL ${mb(x.readBytesAll).padStart(12)} MB ${mb(x.dataBytes).padStart(12)} MB`,
     );
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -149,7 +149,7 @@ async function accept(socket: Socket, o: PgEndpointOptions): Promise<void> {
       // The session's BackendKeyData is the server's own, relayed: the request goes to it unchanged.
       reader.release();
       client.end();
-      const cancel = netConnect(o.upstream.port, o.upstream.host);
+      const cancel = socketTo(o.upstream);
       cancel.on('error', () => {});
       cancel.end(packet);
       return;
@@ -172,10 +172,7 @@ async function accept(socket: Socket, o: PgEndpointOptions): Promise<void> {
 
 /** A connection to the server, with TLS first when the daemon's own connection uses it. */
 async function connectUpstream(u: Upstream): Promise<Socket> {
-  const socket = u.host.startsWith('/')
-    ? netConnect(`${u.host}/.s.PGSQL.${u.port}`)
-    : netConnect(u.port, u.host);
-  socket.setNoDelay(true);
+  const socket = socketTo(u);
   await new Promise<void>((resolve, reject) => {
     socket.once('connect', resolve);
     socket.once('error', (e) =>
@@ -199,6 +196,15 @@ async function connectUpstream(u: Upstream): Promise<Socket> {
     secure.once('error', reject);
   });
   return secure;
+}
+
+/** A plain connection to the server's address: TCP, or its Unix socket when the host is a directory. */
+function socketTo(u: Upstream): Socket {
+  const socket = u.host.startsWith('/')
+    ? netConnect(`${u.host}/.s.PGSQL.${u.port}`)
+    : netConnect(u.port, u.host);
+  socket.setNoDelay(true);
+  return socket;
 }
 
 /** An extended-protocol exchange (Parse … Sync) that ptrackd answers itself. */
@@ -348,11 +354,10 @@ class RelaySession {
       this.#batchMessage(type, body);
       return;
     }
-    const sql = type === 'Q' ? parseQuery(body) : parseParse(body).sql;
-    const statement = recognise(sql, this.#o.schema);
+    const parse = type === 'P' ? parseParse(body) : undefined;
+    const statement = recognise(parse?.sql ?? parseQuery(body), this.#o.schema);
     // Ours only as a whole exchange: not a named statement, nor a Parse inside one sent to the server.
-    const named = type === 'P' && (parseParse(body).statement !== '' || this.#relayingExchange);
-    if (!statement || named) {
+    if (!statement || (parse && (parse.statement !== '' || this.#relayingExchange))) {
       this.#relayed(type);
       this.#upstream.write(whole);
       return;

@@ -162,17 +162,14 @@ function lsnArgument(args: unknown[]): { param: number } | { literal: string } |
   let arg = args[0];
   const cast = child(arg, 'TypeCast');
   if (cast) {
-    const type = list(child(cast.typeName, 'TypeName')?.names ?? (cast.typeName as AstNode)?.names).map(
-      (n) => child(n, 'String')?.sval,
-    );
+    const type = list((cast.typeName as AstNode | undefined)?.names).map((n) => child(n, 'String')?.sval);
     if (type.at(-1) !== 'pg_lsn') return null;
     arg = cast.arg;
   }
   const param = child(arg, 'ParamRef');
   if (param && typeof param.number === 'number') return { param: param.number };
-  const literal =
-    child(child(arg, 'A_Const')?.sval, 'String') ?? (child(arg, 'A_Const')?.sval as AstNode | undefined);
-  return typeof literal?.sval === 'string' ? { literal: literal.sval } : null;
+  const literal = (child(arg, 'A_Const')?.sval as AstNode | undefined)?.sval;
+  return typeof literal === 'string' ? { literal } : null;
 }
 
 /** `*`, or a list of the function's columns (each maybe renamed). */
@@ -202,10 +199,10 @@ function sortPosition(node: unknown, columns: readonly { source: string; name: s
   return index >= 0 ? index : null;
 }
 
+/** A non-negative integer constant (libpg_query leaves a zero's value out: `{ ival: {} }`). */
 function integer(node: unknown): number | null {
-  const constant = child(node, 'A_Const');
-  if (!constant) return null;
-  const value = (child(constant.ival, 'Integer') ?? (constant.ival as AstNode | undefined))?.ival;
-  if (value === undefined && constant.ival !== undefined) return 0; // libpg_query leaves out a zero
+  const ival = child(node, 'A_Const')?.ival as AstNode | undefined;
+  if (!ival) return null;
+  const value = ival.ival ?? 0;
   return typeof value === 'number' && value >= 0 ? value : null;
 }

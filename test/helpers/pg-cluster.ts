@@ -179,6 +179,17 @@ export class PgCluster {
     return out.trim();
   }
 
+  /** pg_dumpall of everything logged, to compare clusters (pg_dump 15.14+'s random \\restrict keys are not data). */
+  async dumpAll(): Promise<string> {
+    const dump = await this.client('pg_dumpall', ['--no-unlogged-table-data', '--no-role-passwords']);
+    return dump.replace(/^\\(un)?restrict \S+$/gm, '');
+  }
+
+  /** pg_amcheck over every database (heap and B-tree checks); fails on any corruption it reports. */
+  async amcheck(): Promise<void> {
+    await this.client('pg_amcheck', ['--all', '--install-missing']);
+  }
+
   /** A directory the server may write into (for tablespaces). */
   makeServerDir(name: string): string {
     const path = join(this.dir, name);
