@@ -336,7 +336,7 @@ export class Tracker {
   async #startMap(why: string, kind: 'init' | 'gap'): Promise<Lsn> {
     const restart = (await slotState(this.#connectionConfig, this.#o.slot))?.restartLsn ?? null;
     if (restart === null) {
-      throw new Error(
+      throw new SlotError(
         `slot ${this.#o.slot} reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
       );
     }

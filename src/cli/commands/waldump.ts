@@ -74,7 +74,11 @@ export function waldumpCommand(y: Argv): Argv {
           describe: 'statistics per resource manager (--stats=record: per record type)',
         })
         .option('per-record', { type: 'boolean', default: false, hidden: true })
-        .option('format', { choices: ['text', 'json'] as const, default: 'text' as const })
+        .option('format', {
+          choices: ['text', 'json'] as const,
+          default: 'text' as const,
+          describe: 'one line per record as pg_waldump prints it, or one JSON object per line',
+        })
         .option('block-size', { type: 'number', default: 8192, describe: "the server's BLCKSZ" })
         .check((a) => {
           const modes = [a.blocks, a.events, a.stats].filter(Boolean).length;
