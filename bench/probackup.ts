@@ -69,7 +69,8 @@ export async function benchProbackup(
       '64',
     ]);
     const backups = join(cluster.makeServerDir('backups'), 'catalog');
-    const probackup = (args: string[]) => runAsServerUser([PG_PROBACKUP, ...args]);
+    const pgProbackup = cluster.serverUserProgram(PG_PROBACKUP);
+    const probackup = (args: string[]) => runAsServerUser([pgProbackup, ...args]);
     await probackup(['init', '-B', backups]);
     await probackup(['add-instance', '-B', backups, '-D', cluster.dataDir, '--instance', 'bench']);
     const connect = ['--stream', '-h', '127.0.0.1', '-p', String(pgPort), '-U', 'postgres', '-d', 'postgres'];

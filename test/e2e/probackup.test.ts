@@ -43,10 +43,11 @@ describe.skipIf(!available)(
     const dumps = new Map<string, string>();
     const restored: PgCluster[] = [];
 
+    let pgProbackup: string; // where the server's user can run it (see PgCluster.serverUserProgram)
     const asServerUser = (args: string[]) =>
       process.getuid?.() === 0
-        ? (['/usr/sbin/runuser', ['-u', 'postgres', '--', PG_PROBACKUP, ...args]] as const)
-        : ([PG_PROBACKUP, args] as const);
+        ? (['/usr/sbin/runuser', ['-u', 'postgres', '--', pgProbackup, ...args]] as const)
+        : ([pgProbackup, args] as const);
     const probackup = (...args: string[]) =>
       new Promise<string>((resolve, reject) => {
         const [cmd, argv] = asServerUser(args);
@@ -95,6 +96,7 @@ describe.skipIf(!available)(
 
     beforeAll(async () => {
       source = await PgCluster.start({ settings: { wal_keep_size: "'4GB'", autovacuum: 'off' } });
+      pgProbackup = source.serverUserProgram(PG_PROBACKUP);
       pgPort = await freePort();
       const ptrackd = () => DaemonProcess.start(source, ptrackdDir, ['--pg-listen', `127.0.0.1:${pgPort}`]);
       daemon = await ptrackd();

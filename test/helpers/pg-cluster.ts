@@ -1,23 +1,85 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
+  chmodSync,
   chownSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 /**
  * A throwaway PostgreSQL cluster for tests: initdb into a temp dir, a free port on 127.0.0.1, no Unix
  * socket. initdb refuses root, so when the tests run as root every server command runs as `postgres`.
  * `destroy()` stops and removes it; a process exit does the same for any cluster a failed test left.
  */
+
+/** The majors the live tests run: Debian's 15, and stock 13 and 18 from ../shared/pg's tarballs. */
+export type Major = 13 | 15 | 18;
+
+const REPO = join(import.meta.dirname, '../..');
+
+/**
+ * Where a major's binaries are, unpacking 13's or 18's tarball from ../shared/pg into .tools/pg (git
+ * ignores it) the first time; null, with the reason, when they cannot be had (a public clone has no
+ * ../shared): the caller skips, saying so.
+ */
+export function pgBinDirFor(major: Major): { bindir: string } | { missing: string } {
+  if (major === 15) return { bindir: pgBinDir() };
+  const root = join(REPO, '.tools/pg');
+  const bindir = join(root, String(major), 'bin');
+  if (existsSync(join(bindir, 'initdb'))) return { bindir };
+  const tarball = join(REPO, `../shared/pg/postgresql-${major}.tar.xz`);
+  if (!existsSync(tarball))
+    return { missing: `PostgreSQL ${major}: ${tarball} is missing (it comes with ../shared)` };
+  // Unpacked beside, then renamed into place: test files in parallel may race here.
+  mkdirSync(root, { recursive: true });
+  const scratch = mkdtempSync(join(root, `unpack-${major}-`));
+  try {
+    execFileSync('tar', ['-xJf', tarball, '-C', scratch]);
+    try {
+      renameSync(join(scratch, String(major)), join(root, String(major)));
+    } catch (e) {
+      if (!existsSync(join(bindir, 'initdb'))) throw e; // another process put it there first
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  return { bindir };
+}
+
+/**
+ * Whether the server's user can run programs from `bindir`: a clone in a directory only root may enter
+ * (mktemp -d) holds binaries that postgres cannot reach.
+ */
+function serverUserCanRun(bindir: string): boolean {
+  return serverUserCanExecute(join(bindir, 'postgres'));
+}
+
+function serverUserCanExecute(program: string): boolean {
+  if (!asRoot || program.startsWith('/usr/')) return true;
+  try {
+    execFileSync(RUNUSER, ['-u', 'postgres', '--', 'test', '-x', program]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A copy of a major's install (bin, lib, share) inside a cluster's own directory, removed with it. */
+function copyBinaries(bindir: string, clusterDir: string): string {
+  const install = join(clusterDir, 'install');
+  execFileSync('cp', ['-a', join(bindir, '..'), install]);
+  return join(install, 'bin');
+}
 
 export function pgBinDir(): string {
   if (process.env.PG_BINDIR) return process.env.PG_BINDIR;
@@ -45,6 +107,8 @@ export interface ClusterOptions {
   readonly initdbArgs?: readonly string[];
   /** Listen on this port (to stand in for another server at the same address) instead of a free one. */
   readonly port?: number;
+  /** The server's major version (default 15, Debian's); see pgBinDirFor. */
+  readonly major?: Major;
 }
 
 export class PgCluster {
@@ -54,10 +118,10 @@ export class PgCluster {
   port = 0;
   #running = false;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, bindir = pgBinDir()) {
     this.dir = dir;
     this.dataDir = join(dir, 'data');
-    this.bindir = pgBinDir();
+    this.bindir = bindir;
   }
 
   /**
@@ -78,8 +142,13 @@ export class PgCluster {
   }
 
   static async start(options: ClusterOptions = {}): Promise<PgCluster> {
+    const binaries = pgBinDirFor(options.major ?? 15);
+    if ('missing' in binaries) throw new Error(binaries.missing);
     const dir = mkdtempSync(join(tmpdir(), 'ptrackd-pg-'));
-    const cluster = new PgCluster(dir);
+    const cluster = new PgCluster(
+      dir,
+      serverUserCanRun(binaries.bindir) ? binaries.bindir : copyBinaries(binaries.bindir, dir),
+    );
     live.add(cluster);
     cluster.#ownByServerUser(dir);
     cluster.run('initdb', [
@@ -188,6 +257,18 @@ export class PgCluster {
   /** pg_amcheck over every database (heap and B-tree checks); fails on any corruption it reports. */
   async amcheck(): Promise<void> {
     await this.client('pg_amcheck', ['--all', '--install-missing']);
+  }
+
+  /**
+   * `program` where the server's user can run it: as it is, or copied into this cluster's directory when
+   * the path to it is closed to that user (a checkout in a directory only root may enter).
+   */
+  serverUserProgram(program: string): string {
+    if (serverUserCanExecute(program)) return program;
+    const copy = join(this.dir, basename(program));
+    copyFileSync(program, copy);
+    chmodSync(copy, 0o755);
+    return copy;
   }
 
   /** A directory the server may write into (for tablespaces). */

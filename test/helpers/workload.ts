@@ -13,6 +13,10 @@ export async function runWorkloadMix(
   await c.client('pgbench', ['-i', '-q', '-s', String(options.scale ?? 1)]);
   await c.client('pgbench', ['-n', '-c', '2', '-t', String(options.transactions ?? 200)]);
   const tablespaceDir = c.makeServerDir(`ts-${Date.now()}`);
+  // CREATE DATABASE's strategies came with PostgreSQL 15; before it, every CREATE DATABASE copies files.
+  const strategies = Number(await c.sql('SHOW server_version_num')) >= 150000;
+  const createDatabase = (name: string, strategy: string) =>
+    `CREATE DATABASE ${name}${strategies ? ` STRATEGY ${strategy}` : ''};`;
   await c.sql(`
     BEGIN; CREATE TABLE t2pc (id int PRIMARY KEY, v text);
     INSERT INTO t2pc SELECT g, md5(g::text) FROM generate_series(1, 200) g;
@@ -20,8 +24,8 @@ export async function runWorkloadMix(
     BEGIN; CREATE TABLE t2pc_rb (id int PRIMARY KEY); INSERT INTO t2pc_rb SELECT generate_series(1, 100);
     PREPARE TRANSACTION 'p2'; ROLLBACK PREPARED 'p2';
 
-    CREATE DATABASE db_file_copy STRATEGY FILE_COPY;
-    CREATE DATABASE db_wal_log STRATEGY WAL_LOG;
+    ${createDatabase('db_file_copy', 'FILE_COPY')}
+    ${createDatabase('db_wal_log', 'WAL_LOG')}
 
     CREATE TABLE ttrunc (id int PRIMARY KEY, v text);
     INSERT INTO ttrunc SELECT g, repeat('x', 100) FROM generate_series(1, 5000) g;
