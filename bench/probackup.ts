@@ -70,7 +70,7 @@ export async function benchProbackup(
     ]);
     const backups = join(cluster.makeServerDir('backups'), 'catalog');
     const pgProbackup = cluster.serverUserProgram(PG_PROBACKUP);
-    const probackup = (args: string[]) => runAsServerUser([pgProbackup, ...args]);
+    const probackup = (args: string[]) => runAsServerUser([pgProbackup, ...args], cluster.dir);
     await probackup(['init', '-B', backups]);
     await probackup(['add-instance', '-B', backups, '-D', cluster.dataDir, '--instance', 'bench']);
     const connect = ['--stream', '-h', '127.0.0.1', '-p', String(pgPort), '-U', 'postgres', '-d', 'postgres'];
@@ -81,7 +81,7 @@ export async function benchProbackup(
       const r = await probackup(['backup', '-B', backups, '--instance', 'bench', '-b', mode, ...connect]);
       const id = /INFO: Backup (\w+) completed/.exec(r.output)?.[1];
       const shown = JSON.parse(
-        (await probackup(['show', '-B', backups, '--instance', 'bench', '--format=json'])).output,
+        (await probackup(['show', '-B', backups, '--instance', 'bench', '--format=json'])).stdout,
       );
       const entry = shown[0].backups.find((b: { id: string }) => b.id === id);
       if (entry['backup-mode'] !== mode) throw new Error(`asked for ${mode}, got ${entry['backup-mode']}`);
@@ -184,23 +184,29 @@ function dropCaches(): boolean {
 }
 
 /**
- * Runs a program as the server's user (pg_probackup reads PGDATA), returning its output, wall time and
+ * Runs a program as the server's user (pg_probackup reads PGDATA) in `cwd`, returning its output, wall time and
  * the bytes it read: /proc/PID/io sampled until it exits (the last 20 ms may be missed).
  */
 function runAsServerUser(
   argv: string[],
-): Promise<{ output: string; seconds: number; readBytes: number; rchar: number }> {
+  cwd: string,
+): Promise<{ output: string; stdout: string; seconds: number; readBytes: number; rchar: number }> {
   const asRoot = process.getuid?.() === 0;
   const ids = asRoot ? postgresIds() : {};
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const child = spawn(argv[0], argv.slice(1), {
       ...ids,
-      env: { ...process.env, HOME: '/tmp' },
+      env: { ...process.env, HOME: cwd },
+      cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    child.stdout.on('data', (b) => (output += b));
+    let stdout = '';
+    child.stdout.on('data', (b) => {
+      output += b;
+      stdout += b;
+    });
     child.stderr.on('data', (b) => (output += b));
     let io = { readBytes: 0, rchar: 0 };
     const sample = setInterval(() => {
@@ -218,7 +224,7 @@ function runAsServerUser(
     child.on('close', (code) => {
       clearInterval(sample);
       if (code !== 0) return reject(new Error(`${argv.slice(0, 2).join(' ')} exited ${code}: ${output}`));
-      resolve({ output, seconds: (performance.now() - started) / 1000, ...io });
+      resolve({ output, stdout, seconds: (performance.now() - started) / 1000, ...io });
     });
   });
 }

@@ -25,9 +25,10 @@ describe('the container image, built the way the Dockerfile builds it', () => {
   let cluster: PgCluster;
   const asRoot = process.getuid?.() === 0;
   /** The entrypoint's command, run as a user without write access to `app` (postgres when we are root). */
+  let nodeForUser = process.execPath; // the image's node; see beforeAll
   const command = (args: string[]): [string, string[]] => {
     const [node, ...rest] = entrypoint(app);
-    return [node === 'node' ? process.execPath : node, [...rest, ...args]];
+    return [node === 'node' ? nodeForUser : node, [...rest, ...args]];
   };
   const user = asRoot
     ? {
@@ -42,6 +43,8 @@ describe('the container image, built the way the Dockerfile builds it', () => {
     chmodSync(scratch, 0o755);
     if (!asRoot) execFileSync('chmod', ['-R', 'a-w', app]);
     cluster = await PgCluster.start();
+    // this Node lives in the checkout, which that user may not be able to enter
+    nodeForUser = cluster.serverUserProgram(process.execPath);
   }, 180_000);
 
   afterAll(async () => {

@@ -48,13 +48,22 @@ describe.skipIf(!available)(
       process.getuid?.() === 0
         ? (['/usr/sbin/runuser', ['-u', 'postgres', '--', pgProbackup, ...args]] as const)
         : ([pgProbackup, args] as const);
-    const probackup = (...args: string[]) =>
-      new Promise<string>((resolve, reject) => {
+    /** pg_probackup's stdout and stderr, run from the backup catalog's directory (the server's user's). */
+    const probackupOutput = (args: string[]) =>
+      new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
         const [cmd, argv] = asServerUser(args);
-        execFile(cmd, [...argv], { encoding: 'utf8', maxBuffer: 64 << 20 }, (e, stdout, stderr) =>
-          e ? reject(new Error(`pg_probackup ${args[0]} failed: ${stderr}`)) : resolve(stdout + stderr),
+        execFile(
+          cmd,
+          [...argv],
+          { encoding: 'utf8', maxBuffer: 64 << 20, cwd: source.dir },
+          (e, stdout, stderr) =>
+            e ? reject(new Error(`pg_probackup ${args[0]} failed: ${stderr}`)) : resolve({ stdout, stderr }),
         );
       });
+    const probackup = async (...args: string[]) => {
+      const { stdout, stderr } = await probackupOutput(args);
+      return stdout + stderr;
+    };
     const backup = async (mode: 'FULL' | 'PTRACK', port = pgPort) => {
       const out = await probackup(
         'backup',
@@ -80,7 +89,9 @@ describe.skipIf(!available)(
       return id;
     };
     const show = async (): Promise<ShownBackup[]> =>
-      JSON.parse(await probackup('show', '-B', backups, '--instance', 'pg15', '--format=json'))[0].backups;
+      JSON.parse(
+        (await probackupOutput(['show', '-B', backups, '--instance', 'pg15', '--format=json'])).stdout,
+      )[0].backups;
     const restore = async (id: string) => {
       const root = source.makeServerDir(`restore-${id}`);
       await probackup('restore', '-B', backups, '--instance', 'pg15', '-i', id, '-D', join(root, 'data'));
