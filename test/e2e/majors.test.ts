@@ -10,7 +10,7 @@ import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { clusterPagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
 import { type Major, PgCluster, pgBinDirFor } from '../helpers/pg-cluster.ts';
 import { scratchDir } from '../helpers/scratch.ts';
-import { parseWaldump } from '../helpers/waldump-oracle.ts';
+import { waldumpOf } from '../helpers/waldump-oracle.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
 
 const run = promisify(execFile);
@@ -53,22 +53,7 @@ describe.each([13, 18] as Major[])('live on PostgreSQL %i', (major) => {
     });
 
     it('ptrackd waldump lists exactly the block references this version’s pg_waldump lists', async () => {
-      const [first, last] = (
-        await cluster.sql(`SELECT pg_walfile_name('${start}'), pg_walfile_name('${end}')`)
-      ).split('|');
-      const oracle = parseWaldump(
-        await cluster.client('pg_waldump', [
-          '-p',
-          cluster.walDir,
-          '-s',
-          start,
-          '-e',
-          end,
-          '--bkp-details',
-          first,
-          last,
-        ]),
-      );
+      const oracle = await waldumpOf(cluster, start, end);
       const ptrackd = (args: string[]) =>
         run(
           join(REPO_ROOT, 'bin/ptrackd'),

@@ -1,4 +1,5 @@
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import type { PgCluster } from './pg-cluster.ts';
 
 /** What pg_waldump says about WAL, parsed from `pg_waldump --bkp-details` output: the oracle nobody here wrote. */
 export interface WaldumpRecord {
@@ -38,6 +39,19 @@ export function parseWaldump(text: string): WaldumpOutput {
     if (b) blocks.push(`${records.at(-1)!.lsn} ${b[1]} ${b[2]} ${b[3]}`);
   }
   return { records, blocks };
+}
+
+/**
+ * The cluster's own pg_waldump over [start, end] with --bkp-details, parsed. The start and end segments
+ * are named: without them pg_waldump takes the segment size from whichever file it lists first, which
+ * may be a preallocated segment of zeros.
+ */
+export async function waldumpOf(cluster: PgCluster, start: string, end: string): Promise<WaldumpOutput> {
+  const [first, last] = (
+    await cluster.sql(`SELECT pg_walfile_name('${start}'), pg_walfile_name('${end}')`)
+  ).split('|');
+  const args = ['-p', cluster.walDir, '-s', start, '-e', end, '--bkp-details', first, last];
+  return parseWaldump(await cluster.client('pg_waldump', args));
 }
 
 /** pg_waldump's relation path (base/5/16384_vm, global/1262, pg_tblspc/…/5/16440) → `spc/db/rel` and fork. */

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ReplicationConnection, ReplicationError, type WalStream } from '../../src/replication/index.ts';
 import { FORK_NAMES, formatLsn, type Lsn, parseLsn, WalStreamDecoder } from '../../src/wal/index.ts';
 import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
-import { parseWaldump } from '../helpers/waldump-oracle.ts';
+import { waldumpOf } from '../helpers/waldump-oracle.ts';
 
 describe('physical replication client against PostgreSQL 15', () => {
   let cluster: PgCluster;
@@ -83,22 +83,7 @@ describe('physical replication client against PostgreSQL 15', () => {
     });
     expect(await stream.done).toEqual({ kind: 'stopped' });
     expect(messages).toBeGreaterThan(10);
-    const [first, last] = (
-      await cluster.sql(`SELECT pg_walfile_name('${formatLsn(start)}'), pg_walfile_name('${formatLsn(end)}')`)
-    ).split('|');
-    const oracle = parseWaldump(
-      await cluster.client('pg_waldump', [
-        '-p',
-        cluster.walDir,
-        '-s',
-        formatLsn(start),
-        '-e',
-        formatLsn(end),
-        '--bkp-details',
-        first,
-        last,
-      ]),
-    );
+    const oracle = await waldumpOf(cluster, formatLsn(start), formatLsn(end));
     expect(blocks.length).toBeGreaterThan(5000);
     expect(blocks).toEqual(oracle.blocks);
   });

@@ -7,8 +7,8 @@ import { PgCluster } from '../helpers/pg-cluster.ts';
 import {
   DESCRIBED_EVENT_KINDS,
   eventsFromDescription,
-  parseWaldump,
   type WaldumpOutput,
+  waldumpOf,
 } from '../helpers/waldump-oracle.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
 
@@ -31,23 +31,7 @@ describe('live PostgreSQL 15: ptrackd waldump agrees with pg_waldump on a worklo
     start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
     await runWorkloadMix(cluster);
     end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
-    // Name the start segment: without it pg_waldump takes the segment size from whichever file it
-    // lists first, which may be a preallocated segment of zeros.
-    const [first, last] = (
-      await cluster.sql(`SELECT pg_walfile_name('${start}'), pg_walfile_name('${end}')`)
-    ).split('|');
-    const text = await cluster.client('pg_waldump', [
-      '-p',
-      cluster.walDir,
-      '-s',
-      start,
-      '-e',
-      end,
-      '--bkp-details',
-      first,
-      last,
-    ]);
-    oracle = parseWaldump(text);
+    oracle = await waldumpOf(cluster, start, end);
   }, 300_000);
 
   afterAll(async () => {
