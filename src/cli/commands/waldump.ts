@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { Argv } from 'yargs';
+import { ArchiveError, fetchSegments, RestoreCommand } from '../../archive/index.ts';
 import {
   type BlockRef,
   type DecodedRecord,
@@ -20,10 +21,13 @@ import {
 } from '../../wal/index.ts';
 import { ExitError, UsageError } from '../errors.ts';
 import { LineWriter } from '../output.ts';
-import { findSegmentFiles, readSegments, type SegmentFile, segmentSizeOfFiles } from '../wal-files.ts';
+import { findSegmentFiles, readSegments, segmentSizeOfFiles } from '../wal-files.ts';
 
 export interface WaldumpOptions {
   readonly paths: readonly string[];
+  /** Read the segments from an archive through this restore_command instead of from `paths`. */
+  readonly restoreCommand?: string;
+  readonly restoreTimeoutMs?: number;
   readonly start?: Lsn;
   readonly end?: Lsn;
   readonly timeline?: number;
@@ -36,15 +40,24 @@ export interface WaldumpOptions {
 
 export function waldumpCommand(y: Argv): Argv {
   return y.command(
-    'waldump <paths..>',
-    'Decode WAL segment files (plain or .gz, files or directories) like pg_waldump',
+    'waldump [paths..]',
+    'Decode WAL segment files (plain or .gz, files or directories, or an archive) like pg_waldump',
     (c) =>
       c
         .positional('paths', {
           type: 'string',
           array: true,
-          demandOption: true,
           describe: 'segment files or directories',
+        })
+        .option('restore-command', {
+          type: 'string',
+          describe:
+            "read the segments from an archive with this command, as PostgreSQL's restore_command (%f, %p, %r); needs --start",
+        })
+        .option('restore-timeout', {
+          type: 'number',
+          default: 60,
+          describe: 'seconds the restore command may take for one file',
         })
         .option('start', {
           alias: 's',
@@ -84,12 +97,21 @@ export function waldumpCommand(y: Argv): Argv {
           const modes = [a.blocks, a.events, a.stats].filter(Boolean).length;
           if (modes > 1) throw new UsageError('choose one of --blocks, --events and --stats');
           if (a.implied && !a.blocks) throw new UsageError('--implied goes with --blocks');
+          const fromArchive = a['restore-command'] !== undefined;
+          if (fromArchive === (a.paths?.length ?? 0) > 0) {
+            throw new UsageError('give either segment files or directories, or --restore-command');
+          }
+          if (fromArchive && a.start === undefined) throw new UsageError('--restore-command needs --start');
+          if (!(a['restore-timeout'] > 0))
+            throw new UsageError('--restore-timeout is in seconds, more than 0');
           return true;
         }),
     async (a) => {
       await runWaldump(
         {
-          paths: a.paths,
+          paths: a.paths ?? [],
+          restoreCommand: a['restore-command'],
+          restoreTimeoutMs: a['restore-timeout'] * 1000,
           start: a.start === undefined ? undefined : parseLsn(a.start),
           end: a.end === undefined ? undefined : parseLsn(a.end),
           timeline: a.timeline,
@@ -127,16 +149,15 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
       `end WAL location ${formatLsn(o.end)} is before start location ${formatLsn(o.start)}`,
     );
   }
-  const files = findSegmentFiles(o.paths, o.timeline);
   const out = new LineWriter(stdout);
   const stats = new WalStats(o.statsPerRecord);
   let decoder: WalStreamDecoder | undefined;
-  let file: SegmentFile | undefined;
+  let file: string | undefined;
   let lastEnd: Lsn | undefined;
   let firstLsn: Lsn | undefined;
   try {
     let segmentSize = 0;
-    for (const piece of readSegmentsFrom(files, o.start, (size) => (segmentSize = size))) {
+    for await (const piece of walSource(o, (size) => (segmentSize = size))) {
       file = piece.file;
       if (!decoder) {
         const startLsn = Math.max(piece.lsn, pageFloor(o.start ?? 0));
@@ -158,14 +179,14 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
     }
     if (o.end !== undefined) {
       throw new ExitError(
-        `WAL ends at ${formatLsn(decoder!.position)} (in ${basename(file!.path)}), before --end ${formatLsn(o.end)}`,
+        `WAL ends at ${formatLsn(decoder!.position)} (in ${file}), before --end ${formatLsn(o.end)}`,
       );
     }
     stderr.write(`ptrackd waldump: end of WAL at ${formatLsn(decoder!.position)}: the files end there\n`);
     return finish();
   } catch (e) {
     if (!(e instanceof WalDecodeError)) throw e;
-    const where = file ? ` in ${basename(file.path)}` : '';
+    const where = file ? ` in ${file}` : '';
     if (e.code === 'end-of-wal' && o.end === undefined) {
       stderr.write(`ptrackd waldump: end of WAL at ${formatLsn(e.lsn)}${where}: ${e.message}\n`);
       return finish();
@@ -203,10 +224,34 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
   }
 }
 
-function* readSegmentsFrom(files: SegmentFile[], start: Lsn | undefined, onSegmentSize: (n: number) => void) {
+/** The WAL to decode, a piece at a time: from segment files, or from an archive (--restore-command). */
+async function* walSource(
+  o: WaldumpOptions,
+  onSegmentSize: (n: number) => void,
+): AsyncGenerator<{ file: string; lsn: Lsn; bytes: Uint8Array }> {
+  if (o.restoreCommand !== undefined) {
+    const command = new RestoreCommand(o.restoreCommand, { timeoutMs: o.restoreTimeoutMs });
+    try {
+      for await (const s of fetchSegments(command, {
+        tli: o.timeline ?? 1,
+        start: o.start ?? 0,
+        end: o.end,
+      })) {
+        onSegmentSize(s.bytes.length);
+        yield s;
+      }
+    } catch (e) {
+      if (e instanceof ArchiveError) throw new ExitError(e.message);
+      throw e;
+    }
+    return;
+  }
+  const files = findSegmentFiles(o.paths, o.timeline);
   const size = segmentSizeOfFiles(files);
   onSegmentSize(size);
-  yield* readSegments(files, size, start ?? 0, { recycle: true });
+  for (const piece of readSegments(files, size, o.start ?? 0, { recycle: true })) {
+    yield { file: basename(piece.file.path), lsn: piece.lsn, bytes: piece.bytes };
+  }
 }
 
 function pageFloor(lsn: Lsn): Lsn {

@@ -1,0 +1,92 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatLsn, type Lsn } from '../wal/index.ts';
+import { SEGMENT_SIZES, segmentFileName } from './names.ts';
+import { ArchiveError, type RestoreCommand } from './restore-command.ts';
+import { checkSegment, type SegmentFacts, segmentFacts } from './segment.ts';
+
+export interface ArchivedSegment {
+  readonly file: string;
+  /** Where the segment starts. */
+  readonly lsn: Lsn;
+  readonly bytes: Uint8Array;
+}
+
+export interface FetchRange {
+  readonly tli: number;
+  readonly start: Lsn;
+  /** Stop after the segment holding this LSN; every segment up to it must be in the archive. */
+  readonly end?: Lsn;
+  /** Known from the server when following one; else read from the first segment found. */
+  readonly segmentSize?: number;
+  readonly systemId?: string;
+}
+
+/**
+ * The segments of timeline `tli` from the one holding `start`, in order, each checked (checkSegment).
+ * Without `end` it goes on until the archive has no next segment; with it, a segment missing before
+ * `end` is an ArchiveError naming the first missing file.
+ */
+export async function* fetchSegments(
+  command: RestoreCommand,
+  range: FetchRange,
+): AsyncGenerator<ArchivedSegment> {
+  const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-archive-'));
+  const target = join(scratch, 'RECOVERYXLOG');
+  const fetch = async (file: string, oldest: string): Promise<Uint8Array | null> => {
+    rmSync(target, { force: true });
+    if (!(await command.restore(file, target, oldest))) return null;
+    try {
+      return readFileSync(target);
+    } catch {
+      throw new ArchiveError(`the restore command for ${file} succeeded but wrote nothing to %p`, file);
+    }
+  };
+  try {
+    const first = await firstSegment(range, fetch);
+    const { segmentSize } = first.facts;
+    const expected: SegmentFacts = { ...first.facts, tli: range.tli };
+    let lsn = Math.floor(range.start / segmentSize) * segmentSize;
+    let bytes: Uint8Array | null = first.bytes;
+    for (;;) {
+      const file = segmentFileName(range.tli, lsn, segmentSize);
+      bytes ??= await fetch(file, first.file);
+      if (bytes === null) {
+        if (range.end !== undefined && lsn < range.end) {
+          throw new ArchiveError(`${file} (WAL from ${formatLsn(lsn)}) is not in the archive`, file);
+        }
+        return;
+      }
+      checkSegment(bytes, file, { ...expected, start: lsn });
+      yield { file, lsn, bytes };
+      bytes = null;
+      lsn += segmentSize;
+      if (range.end !== undefined && lsn > range.end) return;
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The first segment, trying each possible segment size for its name when the size is not known. */
+async function firstSegment(
+  range: FetchRange,
+  fetch: (file: string, oldest: string) => Promise<Uint8Array | null>,
+) {
+  const tried: string[] = [];
+  for (const size of range.segmentSize ? [range.segmentSize] : SEGMENT_SIZES) {
+    const file = segmentFileName(range.tli, range.start, size);
+    if (tried.includes(file)) continue; // near the start of WAL, sizes share names
+    const bytes = await fetch(file, file);
+    tried.push(file);
+    if (bytes === null) continue;
+    const facts = segmentFacts(bytes, file);
+    if (facts.segmentSize !== size) continue; // a file of that name, but of other-sized segments
+    return { file, bytes, facts: { ...facts, systemId: range.systemId ?? facts.systemId } };
+  }
+  throw new ArchiveError(
+    `the archive has no segment holding ${formatLsn(range.start)} on timeline ${range.tli} (asked for ${tried.join(', ')})`,
+    tried[0],
+  );
+}
