@@ -54,7 +54,11 @@ export async function* fetchSegments(
       bytes ??= await fetch(file, first.file);
       if (bytes === null) {
         if (range.end !== undefined && lsn < range.end) {
-          throw new ArchiveError(`${file} (WAL from ${formatLsn(lsn)}) is not in the archive`, file);
+          throw new ArchiveError(
+            `${file} (WAL from ${formatLsn(lsn)}) is not in the archive`,
+            file,
+            'missing',
+          );
         }
         return;
       }
@@ -88,5 +92,6 @@ async function firstSegment(
   throw new ArchiveError(
     `the archive has no segment holding ${formatLsn(range.start)} on timeline ${range.tli} (asked for ${tried.join(', ')})`,
     tried[0],
+    'missing',
   );
 }

@@ -5,9 +5,15 @@ export class ArchiveError extends Error {
   override readonly name = 'ArchiveError';
   /** The WAL or history file it is about. */
   readonly file: string | undefined;
-  constructor(message: string, file?: string) {
+  /**
+   * `missing`: the archive says it does not have the file (the command exited non-zero), so that WAL is
+   * gone; `unusable`: the command hung or crashed, or the file is not what it should be, which may pass.
+   */
+  readonly kind: 'missing' | 'unusable';
+  constructor(message: string, file?: string, kind: 'missing' | 'unusable' = 'unusable') {
     super(message);
     this.file = file;
+    this.kind = kind;
   }
 }
 

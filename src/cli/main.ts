@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { ArchiveError } from '../archive/index.ts';
 import { CatalogError } from '../catalog/index.ts';
 import { PTRACK_VERSION, QueryError } from '../query/index.ts';
 import { ReplicationError } from '../replication/index.ts';
@@ -88,6 +89,7 @@ function report(e: unknown, command: string): number {
     e instanceof MapSizeError ||
     e instanceof SlotError ||
     e instanceof DataDirInUseError ||
+    e instanceof ArchiveError ||
     isOperatingSystemError(e)
   ) {
     process.stderr.write(`ptrackd: error: ${(e as Error).message}\n`);

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { Piscina } from 'piscina';
+import { ArchiveError, fetchSegments, RestoreCommand } from '../archive/index.ts';
 import { Catalog } from '../catalog/index.ts';
 import { entriesForMapSize, MAX_MAP_SIZE_MB, type MapFileWritten, PtrackMap } from '../map/index.ts';
 import {
@@ -37,6 +38,14 @@ export interface TrackerOptions {
   readonly checkpointIntervalMs: number;
   readonly checkpointWalBytes: number;
   readonly createSlot: boolean;
+  /**
+   * PostgreSQL's restore_command for the WAL archive: WAL the slot no longer holds is read from there
+   * (backfill) before any gap is recorded, and --init-from starts the map in the past.
+   */
+  readonly restoreCommand?: string;
+  readonly restoreTimeoutMs?: number;
+  /** On first start (or with reinit): init_lsn here, in the past, the archive decoded from it (restoreCommand). */
+  readonly initFrom?: Lsn;
   /** No message from the server for this long (ms): the connection is presumed lost (default 60 s). */
   readonly replicationTimeoutMs?: number;
   /** Decoder worker threads (default: the number of cores). */
@@ -214,10 +223,19 @@ export class Tracker {
   /** Connects, prepares the map and starts following; resolves once streaming has begun. */
   async start(): Promise<void> {
     let resume: Lsn;
+    // Before connecting: a backfill from the archive (in #connect) decodes through the same workers.
+    this.#pool = new Piscina({
+      filename: DECODE_WORKER,
+      minThreads: this.#workers,
+      maxThreads: this.#workers,
+      idleTimeout: Number.POSITIVE_INFINITY,
+    });
     try {
       this.lockDataDir();
       resume = await this.#connect({ starting: true });
     } catch (e) {
+      await this.#pool.destroy();
+      this.#pool = undefined;
       this.#problem = (e as Error).message;
       await this.#connection?.close().catch(() => {});
       this.#catalog?.close();
@@ -225,12 +243,6 @@ export class Tracker {
       this.releaseDataDir();
       throw e;
     }
-    this.#pool = new Piscina({
-      filename: DECODE_WORKER,
-      minThreads: this.#workers,
-      maxThreads: this.#workers,
-      idleTimeout: Number.POSITIVE_INFINITY,
-    });
     this.#running = this.#follow(resume);
   }
 
@@ -296,10 +308,14 @@ export class Tracker {
       const why = `the server is system ${server.systemId}, not ${known.systemIdentifier}: another cluster answers at this address`;
       return this.#startMap(`${why}; a new map starts`, 'gap');
     }
-    if (!state)
-      return this.#startMap(created ? `slot ${slot} created` : `tracking started with slot ${slot}`, 'init');
-    if (reinit) {
-      return this.#startMap(`--reinit: a new map replaces the one from ${formatLsn(state.initLsn)}`, 'init');
+    if (!state || reinit) {
+      const why = !state
+        ? created
+          ? `slot ${slot} created`
+          : `tracking started with slot ${slot}`
+        : `--reinit: a new map replaces the one from ${formatLsn(state.initLsn)}`;
+      if (this.#o.initFrom === undefined) return this.#startMap(why, 'init');
+      return this.#startMapInThePast(this.#o.initFrom, why);
     }
     if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== state.mapSizeMb) {
       throw new MapSizeError(
@@ -323,9 +339,19 @@ export class Tracker {
         this.#lostWal ??
         (created ? `slot ${slot} was missing and was created again` : `slot ${slot} no longer holds the WAL`);
       this.#lostWal = undefined;
+      const from = this.#appliedLsn;
+      const missing = this.#o.restoreCommand === undefined ? undefined : await this.#backfill(restart);
+      if (missing === null) {
+        this.#o.log(
+          'info',
+          `${why}: WAL from ${formatLsn(from)} read from the archive up to ${formatLsn(this.#appliedLsn)}: no gap`,
+        );
+        return this.#appliedLsn;
+      }
+      const archive = missing === undefined ? '' : `, and the archive does not have it either (${missing})`;
       return await this.#gap(
         restart,
-        `${why}: WAL from ${formatLsn(this.#appliedLsn)} to ${formatLsn(restart)} is gone`,
+        `${why}: WAL from ${formatLsn(this.#appliedLsn)} to ${formatLsn(restart)} is gone${archive}`,
       );
     }
     this.#lostWal = undefined;
@@ -352,6 +378,107 @@ export class Tracker {
     await this.#checkpoint('initial');
     this.#o.log(kind === 'gap' ? 'warn' : 'info', `tracking from ${formatLsn(restart)} (${why})`);
     return restart;
+  }
+
+  /**
+   * A new map whose history starts at `initLsn`, before the slot's restart LSN: the archive is decoded
+   * from there up to the slot. The first segment is fetched before anything is written, so an init LSN
+   * older than the archive fails at once, naming the file.
+   */
+  async #startMapInThePast(initLsn: Lsn, why: string): Promise<Lsn> {
+    const restart = (await slotState(this.#connectionConfig, this.#o.slot))?.restartLsn ?? null;
+    if (restart === null) throw new SlotError(`slot ${this.#o.slot} reserves no WAL`);
+    if (initLsn > restart) {
+      throw new ArchiveError(
+        `--init-from ${formatLsn(initLsn)} is after the slot's restart LSN ${formatLsn(restart)}: nothing to read from the archive`,
+      );
+    }
+    const server = this.#server!;
+    const range = {
+      tli: server.timeline,
+      start: initLsn,
+      end: initLsn,
+      segmentSize: server.segmentSize,
+      systemId: server.systemId,
+    };
+    await fetchSegments(this.#restoreCommand(), range).next(); // there, whole and ours, or an ArchiveError
+    const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#connectionConfig));
+    await this.#checkpointing;
+    this.#map = PtrackMap.create(mapSizeMb, initLsn);
+    this.catalog.initMap(
+      mapSizeMb,
+      entriesForMapSize(mapSizeMb),
+      initLsn,
+      `${why}; --init-from ${formatLsn(initLsn)} (the archive)`,
+      'init',
+    );
+    this.catalog.setSlotName(this.#o.slot);
+    this.#mapFill = 0;
+    this.#appliedLsn = initLsn;
+    this.#checkpointLsn = 0;
+    await this.#checkpoint('initial');
+    this.#o.log(
+      'info',
+      `tracking from ${formatLsn(initLsn)} (--init-from): reading the archive up to the slot at ${formatLsn(restart)}`,
+    );
+    const missing = await this.#backfill(restart);
+    if (missing !== null) {
+      return this.#gap(
+        restart,
+        `the archive ends before the slot's restart LSN ${formatLsn(restart)} (${missing})`,
+      );
+    }
+    return this.#appliedLsn;
+  }
+
+  #restoreCommand(): RestoreCommand {
+    if (this.#o.restoreCommand === undefined) throw new ArchiveError('--init-from needs --restore-command');
+    return new RestoreCommand(this.#o.restoreCommand, { timeoutMs: this.#o.restoreTimeoutMs });
+  }
+
+  /**
+   * Decodes WAL from the archive, from the applied LSN through the segment holding `until`, through the
+   * same pipeline and workers as streamed WAL, and checkpoints. Returns null when it got there, else the
+   * first file missing from the archive; anything else wrong with the archive is thrown.
+   */
+  async #backfill(until: Lsn): Promise<string | null> {
+    const server = this.#server!;
+    const from = this.#appliedLsn;
+    let resume: (() => void) | undefined;
+    const pipeline = this.#newPipeline(from, () => resume?.());
+    this.#pipeline = pipeline;
+    this.#serverLsn = Math.max(this.#serverLsn, until);
+    this.#noteBehind();
+    const progress = this.#progressReporter();
+    try {
+      const range = {
+        tli: server.timeline,
+        start: from,
+        end: until,
+        segmentSize: server.segmentSize,
+        systemId: server.systemId,
+      };
+      for await (const segment of fetchSegments(this.#restoreCommand(), range)) {
+        const skip = Math.max(0, from - segment.lsn);
+        if (pipeline.push(segment.bytes.subarray(skip), segment.lsn + skip)) {
+          await Promise.race([new Promise<void>((r) => (resume = r)), pipeline.failed]);
+        }
+        this.#receivedLsn = pipeline.receivedLsn;
+      }
+      await pipeline.settle();
+    } catch (e) {
+      // Only WAL the archive does not have is gone; a command that hung, or a file that is not right,
+      // fails this attempt (the next reconnect or start tries again) rather than give history up.
+      if (!(e instanceof ArchiveError && e.kind === 'missing')) throw e;
+      await pipeline.settle().catch(() => {});
+      return e.message;
+    } finally {
+      clearInterval(progress);
+      await pipeline.close();
+      this.#pipeline = undefined;
+    }
+    await this.#checkpoint('archive');
+    return null;
   }
 
   /** Continuity is broken: history before `at` is incomplete. init_lsn moves there and says why. */
@@ -424,34 +551,8 @@ export class Tracker {
   /** One START_REPLICATION from `startLsn` (where the last complete record applied ends) until it ends. */
   async #stream1(startLsn: Lsn): Promise<void> {
     const server = this.#server!;
-    const pool = this.#pool!;
     this.#receivedLsn = startLsn;
-    const pipeline = new ChunkPipeline({
-      start: startLsn,
-      task: {
-        map: this.map.buffer,
-        segmentSize: server.segmentSize,
-        blockSize: server.blockSize,
-        major: server.major,
-      },
-      pageSize: server.walBlockSize,
-      windowSize: WINDOW_BYTES,
-      chunkSize: CHUNK_BYTES,
-      maxInFlight: 2 * this.#workers,
-      // Under steady load most chunks are partial: each costs a task round trip, so not too many.
-      flushDelayMs: 50,
-      run: (task) => pool.run(task),
-      onApplied: (ops, applied, records, blocks) => {
-        this.catalog.applyOps(ops);
-        this.#appliedLsn = applied;
-        this.#noteBehind();
-        this.#recordsApplied += records;
-        this.#blocksMarked += blocks;
-        if (this.#checkpointDue()) void this.#checkpoint('periodic');
-      },
-      onDrain: () => stream.resume(),
-      onWarn: (m) => this.#o.log('warn', m),
-    });
+    const pipeline = this.#newPipeline(startLsn, () => stream.resume());
     this.#pipeline = pipeline;
     const stream = this.#connection!.startReplication(this.#o.slot, startLsn, server.timeline, {
       positions: () => this.#checkpointLsn,
@@ -480,6 +581,38 @@ export class Tracker {
       await pipeline.close();
       this.#pipeline = undefined;
     }
+  }
+
+  /** WAL from `start` into the window, decoded by the workers, applied in LSN order (streamed or archived). */
+  #newPipeline(start: Lsn, onDrain: () => void): ChunkPipeline {
+    const server = this.#server!;
+    const pool = this.#pool!;
+    return new ChunkPipeline({
+      start,
+      task: {
+        map: this.map.buffer,
+        segmentSize: server.segmentSize,
+        blockSize: server.blockSize,
+        major: server.major,
+      },
+      pageSize: server.walBlockSize,
+      windowSize: WINDOW_BYTES,
+      chunkSize: CHUNK_BYTES,
+      maxInFlight: 2 * this.#workers,
+      // Under steady load most chunks are partial: each costs a task round trip, so not too many.
+      flushDelayMs: 50,
+      run: (task) => pool.run(task),
+      onApplied: (ops, applied, records, blocks) => {
+        this.catalog.applyOps(ops);
+        this.#appliedLsn = applied;
+        this.#noteBehind();
+        this.#recordsApplied += records;
+        this.#blocksMarked += blocks;
+        if (this.#checkpointDue()) void this.#checkpoint('periodic');
+      },
+      onDrain,
+      onWarn: (m) => this.#o.log('warn', m),
+    });
   }
 
   /** During catch-up: how far behind, how fast, and when it should be done. */

@@ -9,6 +9,7 @@ import { listenPgWire, loadStatementParser, type Upstream, WireAnswers } from '.
 import { QueryService } from '../../query/index.ts';
 import { ReplicationError } from '../../replication/index.ts';
 import { serverWalPosition, Tracker } from '../../tracker/index.ts';
+import { parseLsn } from '../../wal/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { ExitError, UsageError } from '../errors.ts';
 import { type DaemonOutput, daemonOutput } from '../logging.ts';
@@ -38,6 +39,21 @@ export function daemonCommand(y: Argv): Argv {
           type: 'string',
           default: '127.0.0.1:7432',
           describe: 'address of the HTTP endpoint',
+        })
+        .option('restore-command', {
+          type: 'string',
+          describe:
+            "the WAL archive, as PostgreSQL's restore_command (%f, %p, %r): WAL the slot no longer holds is read from it instead of recording a gap",
+        })
+        .option('restore-timeout', {
+          type: 'number',
+          default: 60,
+          describe: 'seconds the restore command may take for one file',
+        })
+        .option('init-from', {
+          type: 'string',
+          describe:
+            'on first start (or with --reinit): start the map at this LSN in the past, reading the archive from it (needs --restore-command)',
         })
         .option('pg-listen', {
           type: 'string',
@@ -140,6 +156,11 @@ export function daemonCommand(y: Argv): Argv {
           }
           splitListen(a.listen);
           if (a['pg-listen'] !== undefined) splitListen(a['pg-listen'], '--pg-listen');
+          if (a['init-from'] !== undefined && a['restore-command'] === undefined) {
+            throw new UsageError('--init-from reads the WAL archive: it needs --restore-command');
+          }
+          if (!(a['restore-timeout'] > 0))
+            throw new UsageError('--restore-timeout is in seconds, more than 0');
           if (a['pg-upstream'] !== undefined) splitListen(a['pg-upstream'], '--pg-upstream');
           if ((a['pg-ssl-cert'] === undefined) !== (a['pg-ssl-key'] === undefined)) {
             throw new UsageError('--pg-ssl-cert and --pg-ssl-key go together');
@@ -162,6 +183,9 @@ export function daemonCommand(y: Argv): Argv {
         checkpointIntervalMs: a['checkpoint-interval'] * 1000,
         checkpointWalBytes: a['checkpoint-wal'],
         createSlot: a['create-slot'],
+        restoreCommand: a['restore-command'],
+        restoreTimeoutMs: a['restore-timeout'] * 1000,
+        initFrom: a['init-from'] === undefined ? undefined : parseLsn(a['init-from']),
         workers: a.workers,
         replicationTimeoutMs: a['replication-timeout'] * 1000,
         log: (level, message, fields) => log[level](fields ?? {}, message),

@@ -1,0 +1,163 @@
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { segmentFileName } from '../../src/archive/index.ts';
+import { Catalog, type HistoryEntry } from '../../src/catalog/index.ts';
+import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { runPtrackd } from '../helpers/cli.ts';
+import { DaemonProcess, followArgs } from '../helpers/daemon.ts';
+import { clusterPagesChangedSince } from '../helpers/oracle.ts';
+import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
+import { scratchDir } from '../helpers/scratch.ts';
+
+/**
+ * The WAL archive instead of a gap (issue 15): a server that archives into a directory
+ * (archive_command `cp`), ptrackd given the matching restore_command.
+ */
+/** initdb's default wal_segment_size. */
+const SEGMENT = 16 << 20;
+
+describe('reading the archive: backfill instead of a gap, and tracking from the past', () => {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f().catch(() => {});
+  });
+
+  async function archivingCluster() {
+    const cluster = await PgCluster.start({
+      settings: { wal_keep_size: 0, max_slot_wal_keep_size: "'16MB'", archive_mode: 'on', autovacuum: 'off' },
+    });
+    cleanup.push(() => cluster.destroy());
+    const archive = cluster.makeServerDir('archive');
+    await cluster.sql(`ALTER SYSTEM SET archive_command = 'cp %p ${archive}/%f'; SELECT pg_reload_conf()`);
+    const restore = ['--restore-command', `cp ${archive}/%f "%p"`];
+    return { cluster, archive, restore };
+  }
+
+  /** Waits until the archiver has archived every segment before the current one. */
+  async function archived(cluster: PgCluster): Promise<void> {
+    const lsn = parseLsn(await cluster.sql('SELECT pg_current_wal_lsn()'));
+    const previous = segmentFileName(1, lsn - SEGMENT, SEGMENT);
+    for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 100))) {
+      const last = await cluster.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
+      if (last >= previous) return;
+      if (Date.now() > deadline) throw new Error(`the archiver is at "${last}", not yet at ${previous}`);
+    }
+  }
+
+  const history = (dataDir: string): HistoryEntry[] => {
+    const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
+    try {
+      return c.history();
+    } finally {
+      c.close();
+    }
+  };
+
+  /** ptrackd down, a load that makes the server invalidate the slot; the archive keeps it all. */
+  async function outage(cluster: PgCluster, daemon: DaemonProcess): Promise<string> {
+    const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await daemon.stop('SIGKILL');
+    await cluster.client('pgbench', ['-i', '-q', '-s', '4']);
+    await cluster.sql('CHECKPOINT');
+    await cluster.sql('SELECT pg_switch_wal(); CREATE TABLE t (i int); INSERT INTO t VALUES (1); CHECKPOINT');
+    expect(await cluster.sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'ptrack'")).toBe(
+      'lost',
+    );
+    await cluster.sql('SELECT pg_switch_wal()');
+    await archived(cluster);
+    return before;
+  }
+
+  it('a slot the server invalidated is backfilled from the archive: no gap, init_lsn kept, no page missed', async () => {
+    const { cluster, restore } = await archivingCluster();
+    const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
+    const first = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => first.stop('SIGKILL'));
+    const init = (await first.query('SELECT ptrack_init_lsn()')).rows[0][0];
+    const before = await outage(cluster, first);
+    const again = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => again.stop('SIGKILL'));
+    expect(again.output).toMatch(/read from the archive up to [0-9A-F]+\/[0-9A-F]+: no gap/);
+    expect(history(dataDir).filter((h) => h.kind === 'gap')).toEqual([]);
+    expect((await again.query('SELECT ptrack_init_lsn()')).rows[0][0]).toBe(init);
+    await cluster.sql('CHECKPOINT');
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const expected = await clusterPagesChangedSince(cluster, parseLsn(before));
+    const reported = await again.changedBlocks(parseLsn(before), end);
+    expect(expected.size).toBeGreaterThan(1000);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+  }, 180_000);
+
+  it('a segment missing from the archive too is a gap whose reason names that file', async () => {
+    const { cluster, archive, restore } = await archivingCluster();
+    const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
+    const first = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => first.stop('SIGKILL'));
+    const before = await outage(cluster, first);
+    const needed = readdirSync(archive).filter(
+      (f) => /^[0-9A-F]{24}$/.test(f) && f > segmentFileName(1, parseLsn(before), SEGMENT),
+    );
+    const lost = needed.sort()[1];
+    rmSync(join(archive, lost));
+    const again = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => again.stop('SIGKILL'));
+    expect(history(dataDir).at(-1)).toMatchObject({
+      kind: 'gap',
+      reason: expect.stringContaining(`${lost} (WAL from`),
+    });
+    expect(parseLsn(String((await again.query('SELECT ptrack_init_lsn()')).rows[0][0]))).toBeGreaterThan(
+      parseLsn(before),
+    );
+  }, 180_000);
+
+  it('--init-from: a ptrackd started later answers for X as one running since before X does', async () => {
+    const { cluster, restore } = await archivingCluster();
+    await cluster.sql('ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf()');
+    const running = await DaemonProcess.start(cluster, join(scratchDir('ptrackd-running-'), 'data'));
+    cleanup.push(() => running.stop('SIGKILL'));
+    await cluster.client('pgbench', ['-i', '-q', '-s', '1']);
+    const x = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await cluster.client('pgbench', ['-n', '-c', '2', '-t', '300']);
+    await cluster.sql(
+      'CREATE TABLE later AS SELECT generate_series(1, 10000) AS i; CHECKPOINT; SELECT pg_switch_wal()',
+    );
+    await archived(cluster);
+    // a new slot starts now: what happened since X is only in the archive
+    const late = await DaemonProcess.start(
+      cluster,
+      join(scratchDir('ptrackd-late-'), 'data'),
+      [...restore, '--init-from', x],
+      { slot: 'late' },
+    );
+    cleanup.push(() => late.stop('SIGKILL'));
+    expect((await late.query('SELECT ptrack_init_lsn()')).rows[0][0]).toBe(formatLsn(parseLsn(x)));
+    await cluster.sql('CHECKPOINT');
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const sql = `SELECT path, pagecount, pagemap FROM ptrack_get_pagemapset('${x}') ORDER BY 1`;
+    const [fromArchive, followed] = [await late.query(sql, end), await running.query(sql, end)];
+    expect(fromArchive.rows.length).toBeGreaterThan(10);
+    expect(fromArchive.rows).toEqual(followed.rows);
+    const expected = await clusterPagesChangedSince(cluster, parseLsn(x));
+    const reported = await late.changedBlocks(parseLsn(x), end);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+  }, 180_000);
+
+  it('--init-from older than the archive fails at once, naming the file, having started no map', async () => {
+    const { cluster, restore } = await archivingCluster();
+    const dataDir = join(scratchDir('ptrackd-too-old-'), 'data');
+    const r = await runPtrackd([
+      ...followArgs(cluster, 'ptrack', dataDir),
+      '--listen',
+      `127.0.0.1:${await freePort()}`,
+      ...restore,
+      '--init-from',
+      '0/100',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^ptrackd: error: the archive has no segment holding 0\/100 on timeline 1 \(asked for 000000010000000000000000\)/,
+    );
+    expect(history(dataDir)).toEqual([]);
+  }, 120_000);
+});
