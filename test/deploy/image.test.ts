@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { followArgs } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
@@ -67,7 +67,13 @@ describe('the container image, built the way the Dockerfile builds it', () => {
     expect(out).toMatch(/--wait-for-server/);
     // The command the image links onto PATH, for kubectl exec.
     expect(DOCKERFILE).toMatch(/^RUN ln -s \/app\/bin\/ptrackd \/usr\/local\/bin\/ptrackd$/m);
-    const viaPath = execFileSync(join(app, 'bin/ptrackd'), ['sql', '--help'], { encoding: 'utf8', ...user });
+    // the wrapper takes the first node on PATH: the image's, here the one that user can run
+    const path = `${dirname(nodeForUser)}:${process.env.PATH}`;
+    const viaPath = execFileSync(join(app, 'bin/ptrackd'), ['sql', '--help'], {
+      encoding: 'utf8',
+      env: { ...process.env, PATH: path },
+      ...user,
+    });
     expect(viaPath).toMatch(/--wait-lsn/);
   });
 
