@@ -401,7 +401,12 @@ export class Tracker {
       segmentSize: server.segmentSize,
       systemId: server.systemId,
     };
-    await fetchSegments(this.#restoreCommand(), range).next(); // there, whole and ours, or an ArchiveError
+    const first = fetchSegments(this.#restoreCommand(), range);
+    try {
+      await first.next(); // there, whole and ours, or an ArchiveError
+    } finally {
+      await first.return(undefined); // its scratch directory goes
+    }
     const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#connectionConfig));
     await this.#checkpointing;
     this.#map = PtrackMap.create(mapSizeMb, initLsn);

@@ -3,11 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const made: string[] = [];
-process.on('exit', () => {
-  for (const dir of made) rmSync(dir, { recursive: true, force: true });
-});
 
-/** A new directory under the system's temp dir, removed when the test process exits (tests leave no litter). */
+/** Removes every directory scratchDir made (test/setup.ts: after each test file). */
+export function removeScratchDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+/** A new directory under the system's temp dir, removed after its test file (tests leave no litter). */
 export function scratchDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   made.push(dir);
