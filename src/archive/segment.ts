@@ -1,4 +1,4 @@
-import { type Lsn, MAGIC_TO_MAJOR } from '../wal/index.ts';
+import { formatLsn, type Lsn, MAGIC_TO_MAJOR } from '../wal/index.ts';
 import { ArchiveError } from './restore-command.ts';
 
 const XLP_LONG_HEADER = 0x0002;
@@ -38,10 +38,6 @@ export function segmentFacts(bytes: Uint8Array, file: string): SegmentFacts & { 
  */
 export function checkSegment(bytes: Uint8Array, file: string, expected: SegmentFacts & { start: Lsn }): void {
   const facts = segmentFacts(bytes, file);
-  const hex = (n: number) =>
-    `${Math.floor(n / 2 ** 32)
-      .toString(16)
-      .toUpperCase()}/${(n % 2 ** 32).toString(16).toUpperCase()}`;
   if (facts.systemId !== expected.systemId) {
     throw new ArchiveError(
       `${file} is from another cluster (system ${facts.systemId}, not ${expected.systemId})`,
@@ -56,7 +52,7 @@ export function checkSegment(bytes: Uint8Array, file: string, expected: SegmentF
   }
   if (facts.pageAddr !== expected.start) {
     throw new ArchiveError(
-      `${file} holds WAL from ${hex(facts.pageAddr)}, not from ${hex(expected.start)} as its name says`,
+      `${file} holds WAL from ${formatLsn(facts.pageAddr)}, not from ${formatLsn(expected.start)} as its name says`,
       file,
     );
   }
