@@ -2,9 +2,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatLsn, type Lsn } from '../wal/index.ts';
-import { SEGMENT_SIZES, segmentFileName } from './names.ts';
+import { parseTimelineHistory, singleTimeline, type TimelineHistory, timelineOfSegment } from './history.ts';
+import { historyFileName, SEGMENT_SIZES, segmentFileName } from './names.ts';
 import { ArchiveError, type RestoreCommand } from './restore-command.ts';
-import { checkSegment, type SegmentFacts, segmentFacts } from './segment.ts';
+import { checkSegment, segmentFacts } from './segment.ts';
 
 export interface ArchivedSegment {
   readonly file: string;
@@ -14,7 +15,10 @@ export interface ArchivedSegment {
 }
 
 export interface FetchRange {
+  /** The timeline to follow: each segment is read from the timeline of its history that holds it. */
   readonly tli: number;
+  /** The history of `tli` (a server's own); else, for a timeline after 1, its history file from the archive. */
+  readonly history?: TimelineHistory;
   readonly start: Lsn;
   /** Stop after the segment holding this LSN; every segment up to it must be in the archive. */
   readonly end?: Lsn;
@@ -24,7 +28,8 @@ export interface FetchRange {
 }
 
 /**
- * The segments of timeline `tli` from the one holding `start`, in order, each checked (checkSegment).
+ * The segments of timeline `tli` from the one holding `start`, in order, each checked (checkSegment);
+ * segments before a switch to `tli` (or to one of its ancestors) are those of the timeline before.
  * Without `end` it goes on until the archive has no next segment; with it, a segment missing before
  * `end` is an ArchiveError naming the first missing file.
  */
@@ -44,13 +49,14 @@ export async function* fetchSegments(
     }
   };
   try {
-    const first = await firstSegment(range, fetch);
+    const history = range.history ?? (await historyOf(range.tli, fetch));
+    const first = await firstSegment(range, history, fetch);
     const { segmentSize } = first.facts;
-    const expected: SegmentFacts = { ...first.facts, tli: range.tli };
     let lsn = Math.floor(range.start / segmentSize) * segmentSize;
     let bytes: Uint8Array | null = first.bytes;
     for (;;) {
-      const file = segmentFileName(range.tli, lsn, segmentSize);
+      const tli = timelineOfSegment(history, lsn / segmentSize, segmentSize);
+      const file = segmentFileName(tli, lsn, segmentSize);
       bytes ??= await fetch(file, first.file);
       if (bytes === null) {
         if (range.end !== undefined && lsn < range.end) {
@@ -62,7 +68,7 @@ export async function* fetchSegments(
         }
         return;
       }
-      checkSegment(bytes, file, { ...expected, start: lsn });
+      checkSegment(bytes, file, { ...first.facts, tli, start: lsn });
       yield { file, lsn, bytes };
       bytes = null;
       lsn += segmentSize;
@@ -73,14 +79,25 @@ export async function* fetchSegments(
   }
 }
 
+type Fetch = (file: string, oldest: string) => Promise<Uint8Array | null>;
+
+/** Timeline 1 has no history; a later one's history file must be in the archive, as recovery needs it. */
+async function historyOf(tli: number, fetch: Fetch): Promise<TimelineHistory> {
+  if (tli === 1) return singleTimeline(1);
+  const file = historyFileName(tli);
+  const bytes = await fetch(file, file);
+  if (bytes === null) {
+    throw new ArchiveError(`${file} (the history of timeline ${tli}) is not in the archive`, file, 'missing');
+  }
+  return parseTimelineHistory(Buffer.from(bytes).toString('utf8'), tli, file);
+}
+
 /** The first segment, trying each possible segment size for its name when the size is not known. */
-async function firstSegment(
-  range: FetchRange,
-  fetch: (file: string, oldest: string) => Promise<Uint8Array | null>,
-) {
+async function firstSegment(range: FetchRange, history: TimelineHistory, fetch: Fetch) {
   const tried: string[] = [];
   for (const size of range.segmentSize ? [range.segmentSize] : SEGMENT_SIZES) {
-    const file = segmentFileName(range.tli, range.start, size);
+    const segno = Math.floor(range.start / size);
+    const file = segmentFileName(timelineOfSegment(history, segno, size), range.start, size);
     if (tried.includes(file)) continue; // near the start of WAL, sizes share names
     const bytes = await fetch(file, file);
     tried.push(file);

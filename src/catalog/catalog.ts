@@ -104,6 +104,11 @@ export class Catalog {
     };
   }
 
+  /** The timeline whose history the map's position is on (see Tracker: recorded once the map is on it). */
+  setTimeline(tli: number): void {
+    this.#db.prepare('UPDATE cluster SET timeline = ? WHERE id = 1').run(tli);
+  }
+
   setIdentity(id: ClusterIdentity): void {
     this.#knownBlockSize = undefined;
     this.#db

@@ -124,6 +124,19 @@ export class ReplicationConnection {
     }
   }
 
+  /** TIMELINE_HISTORY: the text of the server's history file for `tli` (a timeline after 1). */
+  async timelineHistory(tli: number): Promise<string> {
+    if (!Number.isInteger(tli) || tli < 2) throw new RangeError(`timeline ${tli} has no history file`);
+    // The content column is bytea sent raw, not in bytea's text form: take it as it comes.
+    const raw = { getTypeParser: () => (value: string) => value };
+    try {
+      const result = await this.#client.query({ text: `TIMELINE_HISTORY ${tli}`, types: raw });
+      return String(result.rows[0].content);
+    } catch (e) {
+      throw serverError(e, 'TIMELINE_HISTORY');
+    }
+  }
+
   async dropSlot(slot: string): Promise<void> {
     await this.#query(`DROP_REPLICATION_SLOT ${quoteSlot(slot)}`);
   }

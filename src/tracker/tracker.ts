@@ -3,7 +3,17 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { Piscina } from 'piscina';
-import { ArchiveError, fetchSegments, RestoreCommand } from '../archive/index.ts';
+import {
+  ArchiveError,
+  fetchSegments,
+  historyFileName,
+  parseTimelineHistory,
+  RestoreCommand,
+  singleTimeline,
+  spanOf,
+  type TimelineHistory,
+  timelineOfPoint,
+} from '../archive/index.ts';
 import { Catalog } from '../catalog/index.ts';
 import { entriesForMapSize, MAX_MAP_SIZE_MB, type MapFileWritten, PtrackMap } from '../map/index.ts';
 import {
@@ -106,6 +116,8 @@ export class Tracker {
   #catalog: Catalog | undefined;
   #map: PtrackMap | undefined;
   #server: ServerInfo | null = null;
+  /** The server's timeline and those before it. */
+  #history: TimelineHistory = singleTimeline(1);
   #connection: ReplicationConnection | undefined;
   #stream: WalStream | undefined;
   #pool: Piscina<ChunkTask, ChunkResult> | undefined;
@@ -271,6 +283,14 @@ export class Tracker {
     const connection = await ReplicationConnection.connect(this.#connectionConfig);
     this.#connection = connection;
     const server = await connection.serverInfo();
+    this.#history =
+      server.timeline === 1
+        ? singleTimeline(1)
+        : parseTimelineHistory(
+            await connection.timelineHistory(server.timeline),
+            server.timeline,
+            historyFileName(server.timeline),
+          );
     // Only a server that answered as a replication peer gets a data directory written for it.
     if (!this.#catalog) {
       this.#lock ??= DataDirLock.acquire(this.#o.dataDir);
@@ -282,7 +302,8 @@ export class Tracker {
     const otherCluster = known !== null && known.systemIdentifier !== server.systemId;
     this.catalog.setIdentity({
       systemIdentifier: server.systemId,
-      timeline: server.timeline,
+      // The map's timeline changes only once its position is known to be on this server's history.
+      timeline: known && !otherCluster ? known.timeline : server.timeline,
       serverVersionNum: server.versionNum,
       catalogVersion:
         known && !otherCluster ? known.catalogVersion : await catalogVersion(this.#connectionConfig),
@@ -309,6 +330,7 @@ export class Tracker {
       return this.#startMap(`${why}; a new map starts`, 'gap');
     }
     if (!state || reinit) {
+      this.catalog.setTimeline(server.timeline);
       const why = !state
         ? created
           ? `slot ${slot} created`
@@ -332,6 +354,8 @@ export class Tracker {
       this.#mapFill = loaded.map.fillRatio();
       this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
     }
+    const onOtherBranch = await this.#joinTimeline(known?.timeline ?? server.timeline);
+    if (onOtherBranch) return onOtherBranch;
     // A slot that had to be created again, or that kept less than we need, may start after our position.
     const restart = (await slotState(this.#connectionConfig, slot))?.restartLsn ?? null;
     if (restart !== null && restart > this.#appliedLsn) {
@@ -356,6 +380,42 @@ export class Tracker {
     }
     this.#lostWal = undefined;
     return this.#appliedLsn;
+  }
+
+  /**
+   * The map's position is on timeline `mapTli`; the server is on its own. Where the server's history
+   * left `mapTli` before that position (a failover to a standby promoted while the old primary went on),
+   * what was applied past the switch is not this server's WAL: tracking goes back to the switch point
+   * and reads the server's timeline from there (the marks already made only add false positives). A
+   * timeline not in the server's history at all cannot be placed: that is a gap.
+   */
+  async #joinTimeline(mapTli: number): Promise<Lsn | undefined> {
+    const server = this.#server!;
+    if (mapTli === server.timeline) return undefined;
+    const span = spanOf(this.#history, mapTli);
+    if (!span) {
+      const restart = (await slotState(this.#connectionConfig, this.#o.slot))?.restartLsn ?? server.xlogPos;
+      const at = await this.#gap(
+        restart,
+        `the map followed timeline ${mapTli}, which is not in the history of the server's timeline ${server.timeline}`,
+      );
+      this.catalog.setTimeline(server.timeline);
+      return at;
+    }
+    if (span.end < this.#appliedLsn) {
+      this.#o.log(
+        'warn',
+        `timeline ${mapTli} ended at ${formatLsn(span.end)} on this server, before the map's position ${formatLsn(this.#appliedLsn)}: ` +
+          `WAL from ${formatLsn(span.end)} is read again from timeline ${server.timeline}`,
+      );
+      await this.#checkpointing;
+      this.#appliedLsn = span.end;
+      await this.#checkpoint('timeline switch');
+      if (this.#checkpointLsn !== span.end)
+        throw new Error(`could not record the move back to the switch point ${formatLsn(span.end)}`);
+    }
+    this.catalog.setTimeline(server.timeline);
+    return undefined;
   }
 
   /** A new map from the slot's restart LSN (first start, or another cluster). */
@@ -396,6 +456,7 @@ export class Tracker {
     const server = this.#server!;
     const range = {
       tli: server.timeline,
+      history: this.#history,
       start: initLsn,
       end: initLsn,
       segmentSize: server.segmentSize,
@@ -458,6 +519,7 @@ export class Tracker {
     try {
       const range = {
         tli: server.timeline,
+        history: this.#history,
         start: from,
         end: until,
         segmentSize: server.segmentSize,
@@ -555,11 +617,13 @@ export class Tracker {
 
   /** One START_REPLICATION from `startLsn` (where the last complete record applied ends) until it ends. */
   async #stream1(startLsn: Lsn): Promise<void> {
-    const server = this.#server!;
     this.#receivedLsn = startLsn;
     const pipeline = this.#newPipeline(startLsn, () => stream.resume());
     this.#pipeline = pipeline;
-    const stream = this.#connection!.startReplication(this.#o.slot, startLsn, server.timeline, {
+    // From a point before the server's timeline began, its history's timeline, which the server ends at
+    // the switch (the stream then ends and the next connect goes on with the next timeline).
+    const timeline = timelineOfPoint(this.#history, startLsn);
+    const stream = this.#connection!.startReplication(this.#o.slot, startLsn, timeline, {
       positions: () => this.#checkpointLsn,
       timeoutMs: this.#o.replicationTimeoutMs,
       onWal: (m) => {

@@ -2,7 +2,15 @@ import { copyFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from '
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { ArchiveError, fetchSegments, RestoreCommand, segmentFileName } from '../../src/archive/index.ts';
+import {
+  ArchiveError,
+  fetchSegments,
+  parseTimelineHistory,
+  RestoreCommand,
+  segmentFileName,
+  timelineOfPoint,
+  timelineOfSegment,
+} from '../../src/archive/index.ts';
 import { parseLsn } from '../../src/wal/index.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { FIXTURES_DIR } from '../helpers/fixtures.ts';
@@ -12,8 +20,10 @@ import { scratchDir } from '../helpers/scratch.ts';
 function archiveOf(fixture: string): string {
   const dir = scratchDir('ptrackd-archive-test-');
   const segments = join(FIXTURES_DIR, fixture, 'segments');
-  for (const name of readdirSync(segments).filter((n) => n.endsWith('.gz'))) {
-    writeFileSync(join(dir, name.slice(0, -3)), gunzipSync(readFileSync(join(segments, name))));
+  for (const name of readdirSync(segments)) {
+    if (name.endsWith('.gz'))
+      writeFileSync(join(dir, name.slice(0, -3)), gunzipSync(readFileSync(join(segments, name))));
+    else copyFileSync(join(segments, name), join(dir, name));
   }
   return dir;
 }
@@ -114,5 +124,67 @@ describe('reading WAL from an archive through a restore_command', () => {
     await expect(
       command.restore('000000010000000000000001', '/tmp/a"; rm -rf /tmp/x; "', 'x'),
     ).rejects.toThrow(/refusing to pass/);
+  });
+});
+
+/** pg17-tli2 is a standby of pg17's primary, promoted: its history file and first segment are PostgreSQL's. */
+describe('timelines in the archive, as recovery follows them', () => {
+  const TLI2 = meta('pg17-tli2');
+  const historyText = () =>
+    readFileSync(join(FIXTURES_DIR, 'pg17-tli2', 'segments', '00000002.history'), 'utf8');
+  const MB = 1 << 20;
+
+  it('reads a history file: the switch point is where timeline 2 begins, and its segment is read from timeline 2', () => {
+    const switchLsn = parseLsn(TLI2.switch_lsn);
+    const history = parseTimelineHistory(historyText(), 2, '00000002.history');
+    expect(history).toEqual([
+      { tli: 1, begin: 0, end: switchLsn },
+      { tli: 2, begin: switchLsn, end: Infinity },
+    ]);
+    expect(timelineOfPoint(history, switchLsn - 8)).toBe(1);
+    expect(timelineOfPoint(history, switchLsn)).toBe(2);
+    // the switch happened in the middle of a segment: that whole segment comes from the new timeline
+    expect(timelineOfSegment(history, Math.floor(switchLsn / MB), MB)).toBe(2);
+    expect(timelineOfSegment(history, Math.floor(switchLsn / MB) - 1, MB)).toBe(1);
+    expect(() => parseTimelineHistory('2\t0/100\tx\n', 2, 'h')).toThrow(/does not continue the history/);
+    expect(() => parseTimelineHistory('1\tnowhere\n', 2, 'h')).toThrow(
+      /is not "timeline switchpoint reason"/,
+    );
+  });
+
+  it('fetches across a switch: the history from the archive, each segment from its own timeline', async () => {
+    const archive = archiveOf('pg17');
+    for (const name of readdirSync(archiveOf('pg17-tli2'), { withFileTypes: true }))
+      copyFileSync(join(name.parentPath, name.name), join(archive, name.name));
+    const fetched: string[] = [];
+    const range = { tli: 2, start: parseLsn(TLI2.start_lsn), end: parseLsn(TLI2.end_lsn) };
+    for await (const s of fetchSegments(copyFrom(archive), range)) fetched.push(s.file);
+    // its first page is timeline 1's WAL, copied at the promotion: accepted
+    expect(TLI2.first_segment_page_tli).toBe(1);
+    expect(fetched).toEqual(TLI2.segments.map((n: string) => n.slice(0, 24)));
+    // from before the switch: timeline 1's files, up to the one the fixtures lack (named for timeline 1)
+    const before = { ...range, start: parseLsn(meta('pg17').end_lsn) };
+    const files: string[] = [];
+    const reading = (async () => {
+      for await (const s of fetchSegments(copyFrom(archive), before)) files.push(s.file);
+    })();
+    await expect(reading).rejects.toThrow(
+      /^00000001000000000000001F \(WAL from 0\/1F00000\) is not in the archive/,
+    );
+    expect(files).toEqual(['00000001000000000000001E']);
+    // a timeline whose history the archive lacks cannot be followed
+    await expect(fetchSegments(copyFrom(archive), { ...range, tli: 3 }).next()).rejects.toThrow(
+      /00000003.history \(the history of timeline 3\) is not in the archive/,
+    );
+  });
+
+  it('ptrackd waldump --restore-command --timeline 2 decodes what reading the directory decodes', async () => {
+    const archive = archiveOf('pg17-tli2');
+    const range = ['--blocks', '--timeline', '2', '--start', TLI2.start_lsn, '--end', TLI2.end_lsn];
+    const fromArchive = await runPtrackd(['waldump', ...range, '--restore-command', `cp ${archive}/%f "%p"`]);
+    const fromDirectory = await runPtrackd(['waldump', ...range, archive]);
+    expect(fromArchive.code, fromArchive.stderr).toBe(0);
+    expect(fromArchive.stdout.trimEnd().split('\n').length).toBe(TLI2.block_refs); // pg_waldump's count
+    expect(fromArchive.stdout).toBe(fromDirectory.stdout);
   });
 });
