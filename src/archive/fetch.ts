@@ -22,6 +22,11 @@ export interface FetchRange {
   readonly start: Lsn;
   /** Stop after the segment holding this LSN; every segment up to it must be in the archive. */
   readonly end?: Lsn;
+  /**
+   * The segment holding `end` may be missing: the server still has it (it holds a slot's restart LSN),
+   * so the archive need not have it yet.
+   */
+  readonly endOnServer?: boolean;
   /** Known from the server when following one; else read from the first segment found. */
   readonly segmentSize?: number;
   readonly systemId?: string;
@@ -49,6 +54,14 @@ export async function* fetchSegments(
     }
   };
   try {
+    const { segmentSize: size, end } = range;
+    if (
+      range.endOnServer &&
+      size &&
+      end !== undefined &&
+      Math.floor(range.start / size) === Math.floor(end / size)
+    )
+      return; // all of it is still on the server
     const history = range.history ?? (await historyOf(range.tli, fetch));
     const first = await firstSegment(range, history, fetch);
     const { segmentSize } = first.facts;
@@ -59,7 +72,8 @@ export async function* fetchSegments(
       const file = segmentFileName(tli, lsn, segmentSize);
       bytes ??= await fetch(file, first.file);
       if (bytes === null) {
-        if (range.end !== undefined && lsn < range.end) {
+        const needed = range.endOnServer ? lsn + segmentSize <= (range.end ?? 0) : lsn < (range.end ?? 0);
+        if (needed) {
           throw new ArchiveError(
             `${file} (WAL from ${formatLsn(lsn)}) is not in the archive`,
             file,

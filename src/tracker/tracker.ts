@@ -122,6 +122,8 @@ export class Tracker {
   #stream: WalStream | undefined;
   #pool: Piscina<ChunkTask, ChunkResult> | undefined;
   #pipeline: ChunkPipeline | undefined;
+  /** What resumes the pipeline's input (the archive's reader, or the stream) once it has room again. */
+  #onDrain: (() => void) | undefined;
   /**
    * Writes map files in its own thread, so that a large map's checkpoint never stalls decoding. The
    * thread outlives a default checkpoint interval (loading it costs more CPU than a small map's
@@ -511,8 +513,9 @@ export class Tracker {
     const server = this.#server!;
     const from = this.#appliedLsn;
     let resume: (() => void) | undefined;
-    const pipeline = this.#newPipeline(from, () => resume?.());
+    const pipeline = this.#newPipeline(from);
     this.#pipeline = pipeline;
+    this.#onDrain = () => resume?.();
     this.#serverLsn = Math.max(this.#serverLsn, until);
     this.#noteBehind();
     const progress = this.#progressReporter();
@@ -522,6 +525,7 @@ export class Tracker {
         history: this.#history,
         start: from,
         end: until,
+        endOnServer: true,
         segmentSize: server.segmentSize,
         systemId: server.systemId,
       };
@@ -534,17 +538,19 @@ export class Tracker {
       }
       await pipeline.settle();
     } catch (e) {
+      await pipeline.settle().catch(() => {});
+      await pipeline.close();
+      this.#pipeline = undefined;
       // Only WAL the archive does not have is gone; a command that hung, or a file that is not right,
       // fails this attempt (the next reconnect or start tries again) rather than give history up.
       if (!(e instanceof ArchiveError && e.kind === 'missing')) throw e;
-      await pipeline.settle().catch(() => {});
       return e.message;
     } finally {
       clearInterval(progress);
-      await pipeline.close();
-      this.#pipeline = undefined;
     }
     await this.#checkpoint('archive');
+    // The pipeline stays: streaming goes on with it from the first byte the archive did not give, which
+    // may be in the middle of a record (the slot's segment need not be archived yet).
     return null;
   }
 
@@ -617,13 +623,15 @@ export class Tracker {
 
   /** One START_REPLICATION from `startLsn` (where the last complete record applied ends) until it ends. */
   async #stream1(startLsn: Lsn): Promise<void> {
-    this.#receivedLsn = startLsn;
-    const pipeline = this.#newPipeline(startLsn, () => stream.resume());
+    // After a backfill, its pipeline: the stream continues the WAL the archive gave.
+    const pipeline = this.#pipeline ?? this.#newPipeline(startLsn);
     this.#pipeline = pipeline;
+    const from = pipeline.receivedLsn;
+    this.#receivedLsn = from;
     // From a point before the server's timeline began, its history's timeline, which the server ends at
     // the switch (the stream then ends and the next connect goes on with the next timeline).
-    const timeline = timelineOfPoint(this.#history, startLsn);
-    const stream = this.#connection!.startReplication(this.#o.slot, startLsn, timeline, {
+    const timeline = timelineOfPoint(this.#history, from);
+    const stream = this.#connection!.startReplication(this.#o.slot, from, timeline, {
       positions: () => this.#checkpointLsn,
       timeoutMs: this.#o.replicationTimeoutMs,
       onWal: (m) => {
@@ -634,6 +642,7 @@ export class Tracker {
       },
     });
     this.#stream = stream;
+    this.#onDrain = () => stream.resume();
     const timer = setInterval(
       () => {
         if (this.#checkpointDue()) void this.#checkpoint('periodic');
@@ -653,7 +662,7 @@ export class Tracker {
   }
 
   /** WAL from `start` into the window, decoded by the workers, applied in LSN order (streamed or archived). */
-  #newPipeline(start: Lsn, onDrain: () => void): ChunkPipeline {
+  #newPipeline(start: Lsn): ChunkPipeline {
     const server = this.#server!;
     const pool = this.#pool!;
     return new ChunkPipeline({
@@ -679,7 +688,7 @@ export class Tracker {
         this.#blocksMarked += blocks;
         if (this.#checkpointDue()) void this.#checkpoint('periodic');
       },
-      onDrain,
+      onDrain: () => this.#onDrain?.(),
       onWarn: (m) => this.#o.log('warn', m),
     });
   }

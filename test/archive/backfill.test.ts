@@ -2,57 +2,23 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { segmentFileName } from '../../src/archive/index.ts';
-import { Catalog, type HistoryEntry } from '../../src/catalog/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { archived, archivingCluster, catalogHistory, SEGMENT } from '../helpers/archiving.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess, followArgs } from '../helpers/daemon.ts';
 import { clusterPagesChangedSince } from '../helpers/oracle.ts';
-import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
+import { freePort, type PgCluster } from '../helpers/pg-cluster.ts';
 import { scratchDir } from '../helpers/scratch.ts';
 
 /**
  * The WAL archive instead of a gap (issue 15): a server that archives into a directory
  * (archive_command `cp`), ptrackd given the matching restore_command.
  */
-/** initdb's default wal_segment_size. */
-const SEGMENT = 16 << 20;
-
 describe('reading the archive: backfill instead of a gap, and tracking from the past', () => {
   const cleanup: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
     for (const f of cleanup.splice(0).reverse()) await f().catch(() => {});
   });
-
-  async function archivingCluster() {
-    const cluster = await PgCluster.start({
-      settings: { wal_keep_size: 0, max_slot_wal_keep_size: "'16MB'", archive_mode: 'on', autovacuum: 'off' },
-    });
-    cleanup.push(() => cluster.destroy());
-    const archive = cluster.makeServerDir('archive');
-    await cluster.sql(`ALTER SYSTEM SET archive_command = 'cp %p ${archive}/%f'; SELECT pg_reload_conf()`);
-    const restore = ['--restore-command', `cp ${archive}/%f "%p"`];
-    return { cluster, archive, restore };
-  }
-
-  /** Waits until the archiver has archived every segment before the current one. */
-  async function archived(cluster: PgCluster): Promise<void> {
-    const lsn = parseLsn(await cluster.sql('SELECT pg_current_wal_lsn()'));
-    const previous = segmentFileName(1, lsn - SEGMENT, SEGMENT);
-    for (const deadline = Date.now() + 60_000; ; await new Promise((r) => setTimeout(r, 100))) {
-      const last = await cluster.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver");
-      if (last >= previous) return;
-      if (Date.now() > deadline) throw new Error(`the archiver is at "${last}", not yet at ${previous}`);
-    }
-  }
-
-  const history = (dataDir: string): HistoryEntry[] => {
-    const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-    try {
-      return c.history();
-    } finally {
-      c.close();
-    }
-  };
 
   /** ptrackd down, a load that makes the server invalidate the slot; the archive keeps it all. */
   async function outage(cluster: PgCluster, daemon: DaemonProcess): Promise<string> {
@@ -70,7 +36,7 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
   }
 
   it('a slot the server invalidated is backfilled from the archive: no gap, init_lsn kept, no page missed', async () => {
-    const { cluster, restore } = await archivingCluster();
+    const { cluster, restore } = await archivingCluster(cleanup);
     const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
     const first = await DaemonProcess.start(cluster, dataDir, restore);
     cleanup.push(() => first.stop('SIGKILL'));
@@ -79,7 +45,7 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
     const again = await DaemonProcess.start(cluster, dataDir, restore);
     cleanup.push(() => again.stop('SIGKILL'));
     expect(again.output).toMatch(/read from the archive up to [0-9A-F]+\/[0-9A-F]+: no gap/);
-    expect(history(dataDir).filter((h) => h.kind === 'gap')).toEqual([]);
+    expect(catalogHistory(dataDir).filter((h) => h.kind === 'gap')).toEqual([]);
     expect((await again.query('SELECT ptrack_init_lsn()')).rows[0][0]).toBe(init);
     await cluster.sql('CHECKPOINT');
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
@@ -90,7 +56,7 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
   }, 180_000);
 
   it('a segment missing from the archive too is a gap whose reason names that file', async () => {
-    const { cluster, archive, restore } = await archivingCluster();
+    const { cluster, archive, restore } = await archivingCluster(cleanup);
     const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
     const first = await DaemonProcess.start(cluster, dataDir, restore);
     cleanup.push(() => first.stop('SIGKILL'));
@@ -102,7 +68,7 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
     rmSync(join(archive, lost));
     const again = await DaemonProcess.start(cluster, dataDir, restore);
     cleanup.push(() => again.stop('SIGKILL'));
-    expect(history(dataDir).at(-1)).toMatchObject({
+    expect(catalogHistory(dataDir).at(-1)).toMatchObject({
       kind: 'gap',
       reason: expect.stringContaining(`${lost} (WAL from`),
     });
@@ -112,7 +78,7 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
   }, 180_000);
 
   it('--init-from: a ptrackd started later answers for X as one running since before X does', async () => {
-    const { cluster, restore } = await archivingCluster();
+    const { cluster, restore } = await archivingCluster(cleanup);
     await cluster.sql('ALTER SYSTEM SET max_slot_wal_keep_size = -1; SELECT pg_reload_conf()');
     const running = await DaemonProcess.start(cluster, join(scratchDir('ptrackd-running-'), 'data'));
     cleanup.push(() => running.stop('SIGKILL'));
@@ -144,7 +110,7 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
   }, 180_000);
 
   it('--init-from older than the archive fails at once, naming the file, having started no map', async () => {
-    const { cluster, restore } = await archivingCluster();
+    const { cluster, restore } = await archivingCluster(cleanup);
     const dataDir = join(scratchDir('ptrackd-too-old-'), 'data');
     const r = await runPtrackd([
       ...followArgs(cluster, 'ptrack', dataDir),
@@ -158,6 +124,6 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
     expect(r.stderr).toMatch(
       /^ptrackd: error: the archive has no segment holding 0\/100 on timeline 1 \(asked for 000000010000000000000000\)/,
     );
-    expect(history(dataDir)).toEqual([]);
+    expect(catalogHistory(dataDir)).toEqual([]);
   }, 120_000);
 });
