@@ -117,8 +117,14 @@ async function firstSegment(range: FetchRange, history: TimelineHistory, fetch: 
     tried.push(file);
     if (bytes === null) continue;
     const facts = segmentFacts(bytes, file);
-    if (facts.segmentSize !== size) continue; // a file of that name, but of other-sized segments
-    return { file, bytes, facts: { ...facts, systemId: range.systemId ?? facts.systemId } };
+    // While guessing the size, a file of that name but of other-sized segments is not the one; once
+    // the size is known, such a file is wrong (checkSegment says how), not missing.
+    if (facts.segmentSize !== size && !range.segmentSize) continue;
+    return {
+      file,
+      bytes,
+      facts: { ...facts, segmentSize: size, systemId: range.systemId ?? facts.systemId },
+    };
   }
   throw new ArchiveError(
     `the archive has no segment holding ${formatLsn(range.start)} on timeline ${range.tli} (asked for ${tried.join(', ')})`,

@@ -1,11 +1,13 @@
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { segmentFileName } from '../../src/archive/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
 import { archived, archivingCluster, catalogHistory, SEGMENT } from '../helpers/archiving.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess, followArgs } from '../helpers/daemon.ts';
+import { FIXTURES_DIR } from '../helpers/fixtures.ts';
 import { clusterPagesChangedSince } from '../helpers/oracle.ts';
 import { freePort, type PgCluster } from '../helpers/pg-cluster.ts';
 import { scratchDir } from '../helpers/scratch.ts';
@@ -76,6 +78,64 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
       parseLsn(before),
     );
   }, 180_000);
+
+  it.each([
+    [
+      'hangs past its timeout',
+      /the restore command for 0{7}1\w{16} did not finish within 1 s/,
+      (_file: string, flag: string) => writeFileSync(flag, ''),
+    ],
+    [
+      'returns a truncated file',
+      /(\w{24}) is 5000 bytes, not a whole 16777216-byte segment \(truncated\?\)/,
+      (file: string) => truncateSync(file, 5000),
+    ],
+    [
+      'returns another cluster’s segment',
+      /(\w{24}) is from another cluster \(system \d+, not \d+\)/,
+      (file: string) => {
+        const other = join(FIXTURES_DIR, 'pg15', 'segments', '000000010000000000000006.gz');
+        writeFileSync(file, gunzipSync(readFileSync(other)));
+      },
+    ],
+  ])(
+    'an archive whose restore command %s: the reason in status, no gap, and all is read once it is right',
+    async (_what, reason, damage) => {
+      const { cluster, archive } = await archivingCluster(cleanup);
+      const dataDir = join(scratchDir('ptrackd-bad-archive-'), 'data');
+      const first = await DaemonProcess.start(cluster, dataDir);
+      cleanup.push(() => first.stop('SIGKILL'));
+      const init = (await first.query('SELECT ptrack_init_lsn()')).rows[0][0];
+      const before = await outage(cluster, first);
+      const needed = readdirSync(archive)
+        .filter((f) => /^[0-9A-F]{24}$/.test(f) && f >= segmentFileName(1, parseLsn(before), SEGMENT))
+        .sort()[0];
+      const good = readFileSync(join(archive, needed));
+      const flag = join(scratchDir('ptrackd-hang-'), 'hang');
+      damage(join(archive, needed), flag);
+      const restore = ['--restore-command', `test -e ${flag} && sleep 60; cp ${archive}/%f "%p"`];
+      const again = await DaemonProcess.start(cluster, dataDir, [...restore, '--restore-timeout', '1'], {
+        ready: false,
+      });
+      cleanup.push(() => again.stop('SIGKILL'));
+      const status = async () => JSON.parse((await again.http('GET', '/status')).text);
+      await again.until(async () => reason.test((await status()).problem ?? ''), 'report the bad archive');
+      const file = (await status()).problem.match(reason)?.[1];
+      if (file !== undefined) expect(file).toBe(needed);
+      expect(catalogHistory(dataDir).map((h) => h.kind)).toEqual(['init']);
+      // put right: the next attempt reads it all, with no gap
+      writeFileSync(join(archive, needed), good);
+      rmSync(flag, { force: true });
+      await again.until(async () => (await again.http('GET', '/readyz')).status === 200, 'become ready');
+      expect(catalogHistory(dataDir).map((h) => h.kind)).toEqual(['init']);
+      expect((await again.query('SELECT ptrack_init_lsn()')).rows[0][0]).toBe(init);
+      const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+      const expected = await clusterPagesChangedSince(cluster, parseLsn(before));
+      const reported = await again.changedBlocks(parseLsn(before), end);
+      expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+    },
+    180_000,
+  );
 
   it('--init-from: a ptrackd started later answers for X as one running since before X does', async () => {
     const { cluster, restore } = await archivingCluster(cleanup);

@@ -43,12 +43,20 @@ export class DaemonProcess {
     child.stderr!.on('data', (b) => (this.#output += b));
   }
 
-  /** Starts the daemon and waits until /readyz says it is streaming and caught up. */
+  /**
+   * Starts the daemon and waits until /readyz says it is streaming and caught up (with `ready: false`,
+   * only until it answers HTTP).
+   */
   static async start(
     cluster: PgCluster,
     dataDir: string,
     extra: readonly string[] = [],
-    options: { readonly slot?: string; readonly listen?: number; readonly serverPort?: number } = {},
+    options: {
+      readonly slot?: string;
+      readonly listen?: number;
+      readonly serverPort?: number;
+      readonly ready?: boolean;
+    } = {},
   ): Promise<DaemonProcess> {
     const port = options.listen ?? (await freePort());
     const args = followArgs(cluster, options.slot ?? 'ptrack', dataDir, options.serverPort);
@@ -67,14 +75,24 @@ export class DaemonProcess {
       spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'pipe', 'pipe'] }),
       port,
     );
-    const deadline = Date.now() + 30_000;
-    while ((await daemon.http('GET', '/readyz').catch(() => ({ status: 0 }))).status !== 200) {
-      if (daemon.#child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`ptrackd did not become ready; its output:\n${daemon.#output}`);
+    const wanted = options.ready === false ? (s: number) => s !== 0 : (s: number) => s === 200;
+    await daemon.until(
+      async () => wanted((await daemon.http('GET', '/readyz').catch(() => ({ status: 0 }))).status),
+      options.ready === false ? 'answer HTTP' : 'become ready',
+      30_000,
+    );
+    return daemon;
+  }
+
+  /** Waits for `condition`, failing with the daemon's output if it exits or `ms` pass first. */
+  async until(condition: () => Promise<boolean>, what: string, ms = 60_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!(await condition())) {
+      if (this.#child.exitCode !== null || Date.now() > deadline) {
+        throw new Error(`ptrackd did not ${what}; its output:\n${this.#output}`);
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    return daemon;
   }
 
   get output(): string {
