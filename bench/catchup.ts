@@ -33,7 +33,7 @@ const USER_HZ = 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A ptrackd daemon for the benchmark, and its /status. */
-class Daemon {
+export class Daemon {
   readonly #child: ChildProcess;
   readonly #port: number;
   /** The largest resident set seen while polling (MB). */
@@ -42,10 +42,16 @@ class Daemon {
     this.#child = child;
     this.#port = port;
   }
-  static async spawn(cluster: PgCluster, slot: string, dataDir: string, workers: number): Promise<Daemon> {
+  static async spawn(
+    cluster: PgCluster,
+    slot: string,
+    dataDir: string,
+    workers: number,
+    extra: readonly string[] = [],
+  ): Promise<Daemon> {
     const port = await freePort();
     const args = followArgs(cluster, slot, dataDir);
-    args.push('--map-size', '64', '--workers', String(workers));
+    args.push('--map-size', '64', '--workers', String(workers), ...extra);
     args.push('--listen', `127.0.0.1:${port}`, '--no-create-slot');
     return new Daemon(spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: 'ignore' }), port);
   }
@@ -84,7 +90,7 @@ class Daemon {
   }
 }
 
-async function timed(f: () => Promise<unknown>): Promise<number> {
+export async function timed(f: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
   await f();
   return (performance.now() - t) / 1000;

@@ -1,4 +1,5 @@
 import { availableParallelism, cpus } from 'node:os';
+import { benchBackfill, printBackfill } from './backfill.ts';
 import { benchCatchUp } from './catchup.ts';
 import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
@@ -123,6 +124,8 @@ for (const r of q.rows) {
       `${(r.pagemapsetSeconds / q.walkSeconds).toFixed(1).padStart(8)}`,
   );
 }
+
+printBackfill(log, await benchBackfill(log));
 
 const probackup = await benchProbackup(Number(process.env.PTRACKD_BENCH_PROBACKUP_SCALE ?? 130), log);
 if (probackup) printProbackup(probackup, log);

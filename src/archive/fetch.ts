@@ -62,8 +62,8 @@ export async function* fetchSegments(
       Math.floor(range.start / size) === Math.floor(end / size)
     )
       return; // all of it is still on the server
-    const history = range.history ?? (await historyOf(range.tli, fetch));
-    const first = await firstSegment(range, history, fetch);
+    const history = range.history ?? (await historyOf(range.tli, fetch, command));
+    const first = await firstSegment(range, history, fetch, command);
     const { segmentSize } = first.facts;
     let lsn = Math.floor(range.start / segmentSize) * segmentSize;
     let bytes: Uint8Array | null = first.bytes;
@@ -75,7 +75,7 @@ export async function* fetchSegments(
         const needed = range.endOnServer ? lsn + segmentSize <= (range.end ?? 0) : lsn < (range.end ?? 0);
         if (needed) {
           throw new ArchiveError(
-            `${file} (WAL from ${formatLsn(lsn)}) is not in the archive`,
+            `${file} (WAL from ${formatLsn(lsn)}) is not in the archive${said(command)}`,
             file,
             'missing',
           );
@@ -95,19 +95,32 @@ export async function* fetchSegments(
 
 type Fetch = (file: string, oldest: string) => Promise<Uint8Array | null>;
 
+/** The restore command's own last words when it said no, as PostgreSQL logs them. */
+const said = (command: RestoreCommand) =>
+  command.lastRefusal ? `; the restore command said: ${command.lastRefusal}` : '';
+
 /** Timeline 1 has no history; a later one's history file must be in the archive, as recovery needs it. */
-async function historyOf(tli: number, fetch: Fetch): Promise<TimelineHistory> {
+async function historyOf(tli: number, fetch: Fetch, command: RestoreCommand): Promise<TimelineHistory> {
   if (tli === 1) return singleTimeline(1);
   const file = historyFileName(tli);
   const bytes = await fetch(file, file);
   if (bytes === null) {
-    throw new ArchiveError(`${file} (the history of timeline ${tli}) is not in the archive`, file, 'missing');
+    throw new ArchiveError(
+      `${file} (the history of timeline ${tli}) is not in the archive${said(command)}`,
+      file,
+      'missing',
+    );
   }
   return parseTimelineHistory(Buffer.from(bytes).toString('utf8'), tli, file);
 }
 
 /** The first segment, trying each possible segment size for its name when the size is not known. */
-async function firstSegment(range: FetchRange, history: TimelineHistory, fetch: Fetch) {
+async function firstSegment(
+  range: FetchRange,
+  history: TimelineHistory,
+  fetch: Fetch,
+  command: RestoreCommand,
+) {
   const tried: string[] = [];
   for (const size of range.segmentSize ? [range.segmentSize] : SEGMENT_SIZES) {
     const segno = Math.floor(range.start / size);
@@ -127,7 +140,7 @@ async function firstSegment(range: FetchRange, history: TimelineHistory, fetch: 
     };
   }
   throw new ArchiveError(
-    `the archive has no segment holding ${formatLsn(range.start)} on timeline ${range.tli} (asked for ${tried.join(', ')})`,
+    `the archive has no segment holding ${formatLsn(range.start)} on timeline ${range.tli} (asked for ${tried.join(', ')})${said(command)}`,
     tried[0],
     'missing',
   );

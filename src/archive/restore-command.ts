@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { relative } from 'node:path';
 
 /** The archive could not be read as asked: a command that hung or crashed, or a file that is not what it should be. */
 export class ArchiveError extends Error {
@@ -30,8 +31,16 @@ const SAFE = /^[A-Za-z0-9._/-]+$/;
 export class RestoreCommand {
   readonly #template: string;
   readonly #timeoutMs: number;
+  /** What the command last said on stderr when it exited non-zero, for the error that names the file. */
+  lastRefusal = '';
 
-  constructor(template: string, options: { timeoutMs?: number } = {}) {
+  readonly #cwd: string | undefined;
+
+  /**
+   * `cwd`: where the command runs. PostgreSQL runs restore_command in its data directory, and some
+   * archivers read it there (pg_probackup archive-get checks the cluster's pg_control).
+   */
+  constructor(template: string, options: { timeoutMs?: number; cwd?: string } = {}) {
     if (!/%f/.test(template) || !/%p/.test(template)) {
       throw new ArchiveError(
         `a restore command needs %f and %p (as restore_command does), not "${template}"`,
@@ -39,6 +48,7 @@ export class RestoreCommand {
     }
     this.#template = template;
     this.#timeoutMs = options.timeoutMs ?? 60_000;
+    this.#cwd = options.cwd;
   }
 
   /** Fetches `file` to `target`; false when the archive does not have it. */
@@ -47,12 +57,16 @@ export class RestoreCommand {
       if (!SAFE.test(value))
         throw new ArchiveError(`refusing to pass "${value}" to the restore command`, file);
     }
+    // Relative to where the command runs, as the server's "pg_wal/RECOVERYXLOG" is (archivers such as
+    // pg_probackup join %p to their working directory).
+    const path = this.#cwd === undefined ? target : relative(this.#cwd, target);
     const command = this.#template.replace(/%[fpr%]/g, (m) =>
-      m === '%f' ? file : m === '%p' ? target : m === '%r' ? oldestKept : '%',
+      m === '%f' ? file : m === '%p' ? path : m === '%r' ? oldestKept : '%',
     );
     return new Promise((resolve, reject) => {
       const child = spawn('/bin/sh', ['-c', command], {
         detached: true,
+        cwd: this.#cwd,
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let stderr = '';
@@ -88,7 +102,10 @@ export class RestoreCommand {
               file,
             ),
           );
-        } else resolve(code === 0);
+        } else {
+          this.lastRefusal = code === 0 ? '' : stderr.trim().split('\n').slice(-4).join(' | ');
+          resolve(code === 0);
+        }
       });
     });
   }

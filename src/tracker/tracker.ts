@@ -54,6 +54,8 @@ export interface TrackerOptions {
    */
   readonly restoreCommand?: string;
   readonly restoreTimeoutMs?: number;
+  /** The server's data directory when readable here: the restore command runs in it, as the server runs it. */
+  readonly pgdata?: string;
   /** On first start (or with reinit): init_lsn here, in the past, the archive decoded from it (restoreCommand). */
   readonly initFrom?: Lsn;
   /** No message from the server for this long (ms): the connection is presumed lost (default 60 s). */
@@ -501,7 +503,10 @@ export class Tracker {
 
   #restoreCommand(): RestoreCommand {
     if (this.#o.restoreCommand === undefined) throw new ArchiveError('--init-from needs --restore-command');
-    return new RestoreCommand(this.#o.restoreCommand, { timeoutMs: this.#o.restoreTimeoutMs });
+    return new RestoreCommand(this.#o.restoreCommand, {
+      timeoutMs: this.#o.restoreTimeoutMs,
+      cwd: this.#o.pgdata,
+    });
   }
 
   /**

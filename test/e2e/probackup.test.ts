@@ -2,6 +2,8 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { archived } from '../helpers/archiving.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { pagemapTamperer } from '../helpers/pagemap-tamper.ts';
@@ -24,6 +26,77 @@ interface ShownBackup {
   status: string;
   'data-bytes': number;
   'parent-backup-id'?: string;
+  'start-lsn': string;
+}
+
+/**
+ * pg_probackup run as the server's user against `source`, with the backup catalog `backups` and one
+ * instance, pg15; each backup remembers the source's pg_dumpall at its end, to compare restores with.
+ */
+function pgProbackupFor(source: PgCluster, backups: () => string) {
+  const program = source.serverUserProgram(PG_PROBACKUP); // where the server's user can run it
+  const asServerUser = (args: string[]) =>
+    process.getuid?.() === 0
+      ? (['/usr/sbin/runuser', ['-u', 'postgres', '--', program, ...args]] as const)
+      : ([program, args] as const);
+  const dumps = new Map<string, string>();
+  const restored: PgCluster[] = [];
+  /** pg_probackup's stdout and stderr, run from the backup catalog's directory (the server's user's). */
+  const output = (args: string[]) =>
+    new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
+      const [cmd, argv] = asServerUser(args);
+      execFile(
+        cmd,
+        [...argv],
+        { encoding: 'utf8', maxBuffer: 64 << 20, cwd: source.dir },
+        (e, stdout, stderr) =>
+          e ? reject(new Error(`pg_probackup ${args[0]} failed: ${stderr}`)) : resolve({ stdout, stderr }),
+      );
+    });
+  const run = async (...args: string[]) => {
+    const { stdout, stderr } = await output(args);
+    return stdout + stderr;
+  };
+  const instance = () => ['-B', backups(), '--instance', 'pg15'];
+  return {
+    program,
+    dumps,
+    run,
+    /** Sets up the catalog and the instance. */
+    async init() {
+      await run('init', '-B', backups());
+      await run('add-instance', '-B', backups(), '-D', source.dataDir, '--instance', 'pg15');
+    },
+    /** A backup taken through `port` (ptrackd's PostgreSQL-protocol port for PTRACK); its ID. */
+    async backup(mode: 'FULL' | 'PTRACK', port: number) {
+      const connect = ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres'];
+      const out = await run('backup', ...instance(), '-b', mode, '--stream', ...connect);
+      const id = /INFO: Backup (\w+) completed/.exec(out)?.[1];
+      if (!id) throw new Error(`no backup ID in:\n${out}`);
+      dumps.set(id, await source.dumpAll());
+      return id;
+    },
+    async show(): Promise<ShownBackup[]> {
+      return JSON.parse((await output(['show', ...instance(), '--format=json'])).stdout)[0].backups;
+    },
+    async restore(id: string) {
+      const root = source.makeServerDir(`restore-${id}`);
+      await run('restore', ...instance(), '-i', id, '-D', join(root, 'data'));
+      const cluster = await PgCluster.startExisting(root);
+      restored.push(cluster);
+      return cluster;
+    },
+    /** Restores `id`, which must equal the source at that backup's end and pass pg_amcheck. */
+    async restoresIdentical(id: string) {
+      const cluster = await this.restore(id);
+      expect(await cluster.dumpAll(), `backup ${id}`).toBe(dumps.get(id));
+      await cluster.amcheck();
+      await cluster.destroy();
+    },
+    async destroy() {
+      for (const c of restored) await c.destroy();
+    },
+  };
 }
 
 /**
@@ -40,65 +113,8 @@ describe.skipIf(!available)(
     let pgPort: number;
     let backups: string;
     const ptrackdDir = join(scratchDir('ptrackd-probackup-'), 'data');
-    const dumps = new Map<string, string>();
-    const restored: PgCluster[] = [];
+    let pb: ReturnType<typeof pgProbackupFor>;
 
-    let pgProbackup: string; // where the server's user can run it (see PgCluster.serverUserProgram)
-    const asServerUser = (args: string[]) =>
-      process.getuid?.() === 0
-        ? (['/usr/sbin/runuser', ['-u', 'postgres', '--', pgProbackup, ...args]] as const)
-        : ([pgProbackup, args] as const);
-    /** pg_probackup's stdout and stderr, run from the backup catalog's directory (the server's user's). */
-    const probackupOutput = (args: string[]) =>
-      new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
-        const [cmd, argv] = asServerUser(args);
-        execFile(
-          cmd,
-          [...argv],
-          { encoding: 'utf8', maxBuffer: 64 << 20, cwd: source.dir },
-          (e, stdout, stderr) =>
-            e ? reject(new Error(`pg_probackup ${args[0]} failed: ${stderr}`)) : resolve({ stdout, stderr }),
-        );
-      });
-    const probackup = async (...args: string[]) => {
-      const { stdout, stderr } = await probackupOutput(args);
-      return stdout + stderr;
-    };
-    const backup = async (mode: 'FULL' | 'PTRACK', port = pgPort) => {
-      const out = await probackup(
-        'backup',
-        '-B',
-        backups,
-        '--instance',
-        'pg15',
-        '-b',
-        mode,
-        '--stream',
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(port),
-        '-U',
-        'postgres',
-        '-d',
-        'postgres',
-      );
-      const id = /INFO: Backup (\w+) completed/.exec(out)?.[1];
-      if (!id) throw new Error(`no backup ID in:\n${out}`);
-      dumps.set(id, await source.dumpAll());
-      return id;
-    };
-    const show = async (): Promise<ShownBackup[]> =>
-      JSON.parse(
-        (await probackupOutput(['show', '-B', backups, '--instance', 'pg15', '--format=json'])).stdout,
-      )[0].backups;
-    const restore = async (id: string) => {
-      const root = source.makeServerDir(`restore-${id}`);
-      await probackup('restore', '-B', backups, '--instance', 'pg15', '-i', id, '-D', join(root, 'data'));
-      const cluster = await PgCluster.startExisting(root);
-      restored.push(cluster);
-      return cluster;
-    };
     const kept = async () => (await source.sql(`SELECT pg_relation_filepath('kept')`)).trim();
     let full: string;
     let ptrack1: string;
@@ -107,7 +123,7 @@ describe.skipIf(!available)(
 
     beforeAll(async () => {
       source = await PgCluster.start({ settings: { wal_keep_size: "'4GB'", autovacuum: 'off' } });
-      pgProbackup = source.serverUserProgram(PG_PROBACKUP);
+      pb = pgProbackupFor(source, () => backups);
       pgPort = await freePort();
       const ptrackd = () => DaemonProcess.start(source, ptrackdDir, ['--pg-listen', `127.0.0.1:${pgPort}`]);
       daemon = await ptrackd();
@@ -118,16 +134,15 @@ describe.skipIf(!available)(
         'CREATE TABLE kept (id int PRIMARY KEY, v int); INSERT INTO kept SELECT g, 0 FROM generate_series(1, 1000000) g; VACUUM (FREEZE) kept',
       );
       backups = join(source.makeServerDir('backups'), 'catalog');
-      await probackup('init', '-B', backups);
-      await probackup('add-instance', '-B', backups, '-D', source.dataDir, '--instance', 'pg15');
-      full = await backup('FULL');
+      await pb.init();
+      full = await pb.backup('FULL', pgPort);
       await runWorkloadMix(source);
       await source.client('pgbench', ['-n', '-c', '2', '-t', '300']);
       // VACUUM now: the pruning that reads would otherwise do later is WAL-logged, i.e. a change for the next backup
       await source.sql(
         'UPDATE kept SET v = v + 1 WHERE id % 7 = 0 AND id <= 100000; VACUUM kept; CHECKPOINT',
       );
-      ptrack1 = await backup('PTRACK');
+      ptrack1 = await pb.backup('PTRACK', pgPort);
       // more workload, with ptrackd killed in the middle (half the transactions done) and started again
       await source.sql('TRUNCATE pgbench_history');
       const load = source.client('pgbench', ['-n', '-c', '2', '-t', '100']);
@@ -139,25 +154,25 @@ describe.skipIf(!available)(
       await load;
       await source.sql(`CREATE TABLE later AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g;
         UPDATE kept SET v = v + 1 WHERE id <= 2000; CHECKPOINT`);
-      ptrack2 = await backup('PTRACK');
+      ptrack2 = await pb.backup('PTRACK', pgPort);
       // The planted bug: one more PTRACK backup, whose pagemap for `kept` lost one changed block on the way.
       await source.sql('UPDATE kept SET v = v + 1 WHERE id % 13 = 0 AND id <= 20000; CHECKPOINT');
       const tamper = await pagemapTamperer(pgPort, await kept());
       try {
-        planted = { id: await backup('PTRACK', tamper.port), tampered: tamper.tampered() };
+        planted = { id: await pb.backup('PTRACK', tamper.port), tampered: tamper.tampered() };
       } finally {
         tamper.server.close();
       }
     }, 600_000);
 
     afterAll(async () => {
-      for (const c of restored) await c.destroy();
+      await pb?.destroy();
       await daemon?.stop('SIGKILL');
       await source?.destroy();
     });
 
     it('the backups are PTRACK mode (no fallback to DELTA or FULL), each on its parent, much smaller than FULL, and valid', async () => {
-      const byId = new Map((await show()).map((b) => [b.id, b]));
+      const byId = new Map((await pb.show()).map((b) => [b.id, b]));
       expect(byId.get(full)).toMatchObject({ 'backup-mode': 'FULL', status: 'OK' });
       expect(byId.get(ptrack1)).toMatchObject({
         'backup-mode': 'PTRACK',
@@ -175,24 +190,68 @@ describe.skipIf(!available)(
       );
       expect(bytes1).toBeLessThan(fullBytes);
       expect(bytes2).toBeLessThan(fullBytes / 5);
-      expect(await probackup('validate', '-B', backups, '--instance', 'pg15')).toMatch(
-        /All backups are valid/,
-      );
+      expect(await pb.run('validate', '-B', backups, '--instance', 'pg15')).toMatch(/All backups are valid/);
     });
 
     it('each backup of the chain restores to the source as it was at that backup’s end, and pg_amcheck finds nothing', async () => {
-      for (const id of [full, ptrack1, ptrack2]) {
-        const cluster = await restore(id);
-        expect(await cluster.dumpAll(), `backup ${id}`).toBe(dumps.get(id));
-        await cluster.amcheck();
-        await cluster.destroy();
-      }
+      for (const id of [full, ptrack1, ptrack2]) await pb.restoresIdentical(id);
     }, 600_000);
 
     it('catches a planted bug: a PTRACK backup missing one changed block does not restore to the source’s data', async () => {
       expect(planted.tampered).toBeGreaterThan(0);
-      const cluster = await restore(planted.id);
-      expect(await cluster.dumpAll()).not.toBe(dumps.get(planted.id));
+      const cluster = await pb.restore(planted.id);
+      expect(await cluster.dumpAll()).not.toBe(pb.dumps.get(planted.id));
     }, 300_000);
   },
 );
+
+/**
+ * The WAL archive (issue 15): a FULL backup taken before ptrackd existed, pg_probackup archiving WAL
+ * (archive-push); ptrackd is installed afterwards with --init-from that backup's start LSN and
+ * `pg_probackup archive-get` as its restore command, and a PTRACK backup on that FULL restores exactly.
+ */
+describe.skipIf(!available)('a PTRACK backup on a FULL taken before ptrackd existed', () => {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  afterAll(async () => {
+    for (const f of cleanup.reverse()) await f().catch(() => {});
+  });
+
+  it('ptrackd --init-from the FULL backup’s start LSN, reading pg_probackup’s archive, gives a PTRACK backup that restores identical', async () => {
+    const source = await PgCluster.start({
+      settings: { wal_keep_size: 0, archive_mode: 'on', autovacuum: 'off' },
+    });
+    cleanup.push(() => source.destroy());
+    const backups = join(source.makeServerDir('backups'), 'catalog');
+    const pb = pgProbackupFor(source, () => backups);
+    cleanup.push(() => pb.destroy());
+    await pb.init();
+    const walFile = `-B ${backups} --instance pg15 --wal-file-path=%p --wal-file-name=%f`;
+    await source.sql(
+      `ALTER SYSTEM SET archive_command = '${pb.program} archive-push ${walFile}'; SELECT pg_reload_conf()`,
+    );
+    await source.client('pgbench', ['-i', '-q', '-s', '2']);
+    const full = await pb.backup('FULL', source.port);
+    const startLsn = (await pb.show()).find((b) => b.id === full)!['start-lsn'];
+    // a day's work before ptrackd is installed: only the archive has its WAL by then
+    await runWorkloadMix(source);
+    await source.client('pgbench', ['-n', '-c', '2', '-t', '300']);
+    await source.sql('CHECKPOINT; SELECT pg_switch_wal()');
+    await archived(source);
+
+    const pgPort = await freePort();
+    const daemon = await DaemonProcess.start(source, join(scratchDir('ptrackd-init-from-'), 'data'), [
+      ...['--pg-listen', `127.0.0.1:${pgPort}`, '--init-from', startLsn],
+      ...['--restore-command', `${pb.program} archive-get ${walFile}`],
+    ]);
+    cleanup.push(() => daemon.stop('SIGKILL'));
+    expect((await daemon.query('SELECT ptrack_init_lsn()')).rows[0][0]).toBe(formatLsn(parseLsn(startLsn)));
+    await source.sql('CREATE TABLE after_install AS SELECT generate_series(1, 5000) AS i; CHECKPOINT');
+    const ptrack = await pb.backup('PTRACK', pgPort);
+    expect((await pb.show()).find((b) => b.id === ptrack)).toMatchObject({
+      'backup-mode': 'PTRACK',
+      status: 'OK',
+      'parent-backup-id': full,
+    });
+    await pb.restoresIdentical(ptrack);
+  }, 600_000);
+});

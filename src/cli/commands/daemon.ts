@@ -43,7 +43,7 @@ export function daemonCommand(y: Argv): Argv {
         .option('restore-command', {
           type: 'string',
           describe:
-            "the WAL archive, as PostgreSQL's restore_command (%f, %p, %r): WAL the slot no longer holds is read from it instead of recording a gap",
+            "the WAL archive, as PostgreSQL's restore_command (%f, %p, %r; run in --pgdata when given, as the server runs it): WAL the slot no longer holds is read from it instead of recording a gap",
         })
         .option('restore-timeout', {
           type: 'number',
@@ -185,6 +185,7 @@ export function daemonCommand(y: Argv): Argv {
         createSlot: a['create-slot'],
         restoreCommand: a['restore-command'],
         restoreTimeoutMs: a['restore-timeout'] * 1000,
+        pgdata: a.pgdata ? resolve(a.pgdata) : undefined,
         initFrom: a['init-from'] === undefined ? undefined : parseLsn(a['init-from']),
         workers: a.workers,
         replicationTimeoutMs: a['replication-timeout'] * 1000,
