@@ -1,17 +1,25 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 import { parseTimelineHistory, singleTimeline, type TimelineHistory, timelineOfSegment } from './history.ts';
 import { historyFileName, SEGMENT_SIZES, segmentFileName } from './names.ts';
 import { ArchiveError, type RestoreCommand } from './restore-command.ts';
-import { checkSegment, segmentFacts } from './segment.ts';
+import { checkSegment, SEGMENT_HEADER_SIZE, segmentFacts } from './segment.ts';
 
+/**
+ * A fetched segment, checked, readable until the generator moves to the next one: read straight into
+ * where it is decoded (readInto) rather than copied there from a buffer of its own.
+ */
 export interface ArchivedSegment {
   readonly file: string;
   /** Where the segment starts. */
   readonly lsn: Lsn;
-  readonly bytes: Uint8Array;
+  readonly size: number;
+  /** Fills `into` with the segment's bytes from `position`. */
+  readInto(into: Uint8Array, position: number): void;
+  /** The whole segment in a buffer of its own. */
+  bytes(): Uint8Array;
 }
 
 export interface FetchRange {
@@ -32,27 +40,48 @@ export interface FetchRange {
   readonly systemId?: string;
 }
 
+/** A file the restore command delivered: open, its name already gone from the scratch directory. */
+interface Fetched {
+  readonly fd: number;
+  readonly size: number;
+  readonly header: Uint8Array;
+  close(): void;
+}
+
 /**
  * The segments of timeline `tli` from the one holding `start`, in order, each checked (checkSegment);
  * segments before a switch to `tli` (or to one of its ancestors) are those of the timeline before.
  * Without `end` it goes on until the archive has no next segment; with it, a segment missing before
- * `end` is an ArchiveError naming the first missing file.
+ * `end` is an ArchiveError naming the first missing file. The next segment is fetched while the
+ * consumer reads the current one.
  */
 export async function* fetchSegments(
   command: RestoreCommand,
   range: FetchRange,
 ): AsyncGenerator<ArchivedSegment> {
   const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-archive-'));
-  const target = join(scratch, 'RECOVERYXLOG');
-  const fetch = async (file: string, oldest: string): Promise<Uint8Array | null> => {
-    rmSync(target, { force: true });
+  const open = new Set<number>();
+  const fetch = async (file: string, oldest: string): Promise<Fetched | null> => {
+    const target = join(scratch, file);
     if (!(await command.restore(file, target, oldest))) return null;
+    let fd: number;
     try {
-      return readFileSync(target);
+      fd = openSync(target, 'r');
     } catch {
       throw new ArchiveError(`the restore command for ${file} succeeded but wrote nothing to %p`, file);
+    } finally {
+      rmSync(target, { force: true });
     }
+    open.add(fd);
+    const close = () => {
+      if (open.delete(fd)) closeSync(fd);
+    };
+    const size = fstatSync(fd).size;
+    const header = new Uint8Array(Math.min(size, SEGMENT_HEADER_SIZE));
+    readFully(fd, header, 0, file);
+    return { fd, size, header, close };
   };
+  let next: Promise<Fetched | null> | undefined;
   try {
     const { segmentSize: size, end } = range;
     if (
@@ -66,12 +95,13 @@ export async function* fetchSegments(
     const first = await firstSegment(range, history, fetch, command);
     const { segmentSize } = first.facts;
     let lsn = Math.floor(range.start / segmentSize) * segmentSize;
-    let bytes: Uint8Array | null = first.bytes;
+    let current: Fetched | null = first.fetched;
     for (;;) {
       const tli = timelineOfSegment(history, lsn / segmentSize, segmentSize);
       const file = segmentFileName(tli, lsn, segmentSize);
-      bytes ??= await fetch(file, first.file);
-      if (bytes === null) {
+      current ??= await (next ?? fetch(file, first.file));
+      next = undefined;
+      if (current === null) {
         const needed = range.endOnServer ? lsn + segmentSize <= (range.end ?? 0) : lsn < (range.end ?? 0);
         if (needed) {
           throw new ArchiveError(
@@ -82,18 +112,46 @@ export async function* fetchSegments(
         }
         return;
       }
-      checkSegment(bytes, file, { ...first.facts, tli, start: lsn });
-      yield { file, lsn, bytes };
-      bytes = null;
-      lsn += segmentSize;
+      const { fd, header } = current;
+      checkSegment(header, current.size, file, { ...first.facts, tli, start: lsn });
+      const nextLsn = lsn + segmentSize;
+      if (range.end === undefined || nextLsn <= range.end) {
+        const nextTli = timelineOfSegment(history, nextLsn / segmentSize, segmentSize);
+        next = fetch(segmentFileName(nextTli, nextLsn, segmentSize), first.file);
+        next.catch(() => {}); // its error is thrown when it is awaited, not as an unhandled rejection
+      }
+      yield {
+        file,
+        lsn,
+        size: segmentSize,
+        readInto: (into, position) => readFully(fd, into, position, file),
+        bytes() {
+          const all = new Uint8Array(segmentSize);
+          readFully(fd, all, 0, file);
+          return all;
+        },
+      };
+      current.close();
+      current = null;
+      lsn = nextLsn;
       if (range.end !== undefined && lsn > range.end) return;
     }
   } finally {
+    await next?.catch(() => {}); // a command still running writes into the scratch directory
+    for (const fd of open) closeSync(fd);
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-type Fetch = (file: string, oldest: string) => Promise<Uint8Array | null>;
+function readFully(fd: number, into: Uint8Array, position: number, file: string): void {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) throw new ArchiveError(`${file} ended while it was being read`, file);
+    done += n;
+  }
+}
+
+type Fetch = (file: string, oldest: string) => Promise<Fetched | null>;
 
 /** The restore command's own last words when it said no, as PostgreSQL logs them. */
 const said = (command: RestoreCommand) =>
@@ -103,15 +161,21 @@ const said = (command: RestoreCommand) =>
 async function historyOf(tli: number, fetch: Fetch, command: RestoreCommand): Promise<TimelineHistory> {
   if (tli === 1) return singleTimeline(1);
   const file = historyFileName(tli);
-  const bytes = await fetch(file, file);
-  if (bytes === null) {
+  const fetched = await fetch(file, file);
+  if (fetched === null) {
     throw new ArchiveError(
       `${file} (the history of timeline ${tli}) is not in the archive${said(command)}`,
       file,
       'missing',
     );
   }
-  return parseTimelineHistory(Buffer.from(bytes).toString('utf8'), tli, file);
+  const text = new Uint8Array(fetched.size);
+  try {
+    readFully(fetched.fd, text, 0, file);
+  } finally {
+    fetched.close();
+  }
+  return parseTimelineHistory(Buffer.from(text).toString('utf8'), tli, file);
 }
 
 /** The first segment, trying each possible segment size for its name when the size is not known. */
@@ -126,16 +190,19 @@ async function firstSegment(
     const segno = Math.floor(range.start / size);
     const file = segmentFileName(timelineOfSegment(history, segno, size), range.start, size);
     if (tried.includes(file)) continue; // near the start of WAL, sizes share names
-    const bytes = await fetch(file, file);
+    const fetched = await fetch(file, file);
     tried.push(file);
-    if (bytes === null) continue;
-    const facts = segmentFacts(bytes, file);
+    if (fetched === null) continue;
+    const facts = segmentFacts(fetched.header, file, fetched.size);
     // While guessing the size, a file of that name but of other-sized segments is not the one; once
     // the size is known, such a file is wrong (checkSegment says how), not missing.
-    if (facts.segmentSize !== size && !range.segmentSize) continue;
+    if (facts.segmentSize !== size && !range.segmentSize) {
+      fetched.close();
+      continue;
+    }
     return {
       file,
-      bytes,
+      fetched,
       facts: { ...facts, segmentSize: size, systemId: range.systemId ?? facts.systemId },
     };
   }

@@ -10,10 +10,19 @@ export interface SegmentFacts {
   readonly tli: number;
 }
 
-/** The long page header's facts: what cluster a segment is from, and how big its segments are. */
-export function segmentFacts(bytes: Uint8Array, file: string): SegmentFacts & { pageAddr: Lsn } {
-  if (bytes.length < LONG_HEADER_SIZE)
-    throw new ArchiveError(`${file} is ${bytes.length} bytes: not a WAL segment`, file);
+/** How many bytes of a segment segmentFacts reads. */
+export const SEGMENT_HEADER_SIZE = LONG_HEADER_SIZE;
+
+/**
+ * The long page header's facts: what cluster a segment is from, and how big its segments are.
+ * `bytes` is the start of a file of `size` bytes.
+ */
+export function segmentFacts(
+  bytes: Uint8Array,
+  file: string,
+  size = bytes.length,
+): SegmentFacts & { pageAddr: Lsn } {
+  if (size < LONG_HEADER_SIZE) throw new ArchiveError(`${file} is ${size} bytes: not a WAL segment`, file);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, LONG_HEADER_SIZE);
   const magic = dv.getUint16(0, true);
   if (!MAGIC_TO_MAJOR.has(magic)) {
@@ -36,8 +45,13 @@ export function segmentFacts(bytes: Uint8Array, file: string): SegmentFacts & { 
  * A fetched segment is used only if it is whole, from the tracked cluster, of its segment size, and
  * holds the WAL its name says (its first page's address); otherwise an ArchiveError names the file.
  */
-export function checkSegment(bytes: Uint8Array, file: string, expected: SegmentFacts & { start: Lsn }): void {
-  const facts = segmentFacts(bytes, file);
+export function checkSegment(
+  header: Uint8Array,
+  size: number,
+  file: string,
+  expected: SegmentFacts & { start: Lsn },
+): void {
+  const facts = segmentFacts(header, file, size);
   if (facts.systemId !== expected.systemId) {
     throw new ArchiveError(
       `${file} is from another cluster (system ${facts.systemId}, not ${expected.systemId})`,
@@ -59,9 +73,9 @@ export function checkSegment(bytes: Uint8Array, file: string, expected: SegmentF
   // A segment where the timeline switched begins with pages of the timeline before.
   if (facts.tli > expected.tli)
     throw new ArchiveError(`${file} holds timeline ${facts.tli}, not ${expected.tli}`, file);
-  if (bytes.length !== expected.segmentSize) {
+  if (size !== expected.segmentSize) {
     throw new ArchiveError(
-      `${file} is ${bytes.length} bytes, not a whole ${expected.segmentSize}-byte segment (truncated?)`,
+      `${file} is ${size} bytes, not a whole ${expected.segmentSize}-byte segment (truncated?)`,
       file,
     );
   }

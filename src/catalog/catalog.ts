@@ -41,7 +41,7 @@ export interface RelationFork {
 
 export interface HistoryEntry {
   readonly at: string;
-  readonly kind: 'init' | 'gap' | 'repair';
+  readonly kind: 'init' | 'gap' | 'repair' | 'resize';
   readonly initLsn: Lsn | null;
   readonly reason: string;
 }
@@ -189,6 +189,25 @@ export class Catalog {
     })();
   }
 
+  /**
+   * The map was rebuilt at another size with its history (init_lsn, checkpoint) kept: its size and the
+   * new file's block CRCs, in one durable commit with the history entry.
+   */
+  recordResize(mapSizeMb: number, entries: number, blockCrcs: Uint32Array, reason: string): void {
+    const blob = Buffer.from(blockCrcs.buffer, blockCrcs.byteOffset, blockCrcs.byteLength);
+    this.#db.pragma('synchronous = FULL');
+    try {
+      this.#db.transaction(() => {
+        this.#db
+          .prepare('UPDATE map_state SET map_size_mb = ?, entries = ?, block_crcs = ? WHERE id = 1')
+          .run(mapSizeMb, entries, blob);
+        this.#log('resize', null, reason);
+      })();
+    } finally {
+      this.#db.pragma('synchronous = NORMAL');
+    }
+  }
+
   logRepair(reason: string): void {
     this.#log('repair', null, reason);
   }
@@ -260,6 +279,14 @@ export class Catalog {
           break;
       }
     }
+  }
+
+  /** How many blocks WAL has named since init_lsn: every block of every fork up to its max_block. */
+  namedBlocks(): number {
+    const row = this.#db
+      .prepare('SELECT coalesce(sum(max_block + 1), 0) AS n FROM relation_forks WHERE max_block >= 0')
+      .get() as { n: number };
+    return Number(row.n);
   }
 
   relationForks(): RelationFork[] {

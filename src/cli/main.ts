@@ -5,7 +5,7 @@ import { ArchiveError } from '../archive/index.ts';
 import { CatalogError } from '../catalog/index.ts';
 import { PTRACK_VERSION, QueryError } from '../query/index.ts';
 import { ReplicationError } from '../replication/index.ts';
-import { DataDirInUseError, MapSizeError, SlotError } from '../tracker/index.ts';
+import { DataDirInUseError, SlotError } from '../tracker/index.ts';
 import { LsnFormatError, WalDecodeError } from '../wal/index.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { dropCommand } from './commands/drop.ts';
@@ -86,7 +86,6 @@ function report(e: unknown, command: string): number {
     e instanceof CatalogError ||
     e instanceof QueryError ||
     e instanceof WalDecodeError ||
-    e instanceof MapSizeError ||
     e instanceof SlotError ||
     e instanceof DataDirInUseError ||
     e instanceof ArchiveError ||

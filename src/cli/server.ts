@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import client from 'prom-client';
+import { falsePositiveRate } from '../map/index.ts';
 import { type FreshAnswer, type QueryService, StaleAnswerError } from '../query/index.ts';
 import type { Tracker, TrackerStatus } from '../tracker/index.ts';
 import { formatLsn } from '../wal/index.ts';
@@ -60,6 +61,9 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
         },
         reconnects: s.reconnects,
         mapFill: s.mapFill,
+        estFalsePositiveRate: falsePositiveRate(s.mapFill),
+        suggestedMapSizeMb: s.suggestedMapSizeMb,
+        mapHint: s.mapHint,
         problem: s.problem,
       });
     }
@@ -159,6 +163,18 @@ const METRICS: readonly [string, string, 'gauge' | 'counter', (s: TrackerStatus)
     'Fraction of map entries in use, as of the last checkpoint',
     'gauge',
     (s) => s.mapFill,
+  ],
+  [
+    'ptrackd_map_false_positive_ratio',
+    'Estimated share of unchanged blocks the map reports as changed (fill squared)',
+    'gauge',
+    (s) => falsePositiveRate(s.mapFill),
+  ],
+  [
+    'ptrackd_map_suggested_size_megabytes',
+    "ptrack's guidance for the map size: about 1/1024 of the cluster's size (0: not known)",
+    'gauge',
+    (s) => s.suggestedMapSizeMb ?? 0,
   ],
   [
     'ptrackd_checkpoint_duration_seconds',

@@ -11,3 +11,5 @@ export {
 export { blockHash, mod64 } from './hash.ts';
 export { entriesForMapSize, fileSizeForEntries, MAP_VERSION, MAX_MAP_SIZE_MB } from './layout.ts';
 export { PtrackMap } from './map.ts';
+export { type ForkExtent, type ResizeProgress, resizeMap } from './resize.ts';
+export { FALSE_POSITIVE_HINT, falsePositiveRate, mapSizeForFalsePositiveRate } from './sizing.ts';

@@ -96,6 +96,18 @@ export class PtrackMap {
     return this.entry(mod64(hi, lo, n)) >= since && this.entry(mod64(lo, hi, n)) >= since;
   }
 
+  /**
+   * The LSN the map holds for a block: the lower of its two slots, so that isChanged(since) is exactly
+   * blockLsn >= since (0: never marked, nor any block sharing both slots).
+   */
+  blockLsn(spc: number, db: number, rel: number, fork: number, block: number): number {
+    hashBlockId(spc, db, rel, fork, block);
+    const hi = hashOut[0];
+    const lo = hashOut[1];
+    const n = this.entries;
+    return Math.min(this.entry(mod64(hi, lo, n)), this.entry(mod64(lo, hi, n)));
+  }
+
   /** The block's two slot indexes (for tools and tests). */
   slotsOf(spc: number, db: number, rel: number, fork: number, block: number): [number, number] {
     hashBlockId(spc, db, rel, fork, block);

@@ -1,6 +1,11 @@
 import Database from 'better-sqlite3';
 import type { Catalog } from '../catalog/index.ts';
-import type { PtrackMap } from '../map/index.ts';
+import {
+  FALSE_POSITIVE_HINT,
+  falsePositiveRate,
+  mapSizeForFalsePositiveRate,
+  type PtrackMap,
+} from '../map/index.ts';
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import { type RelationFile, relationFilesInCatalog, relationFilesInPgdata } from './files.ts';
 import {
@@ -20,6 +25,8 @@ export interface QuerySources {
   readonly pgdata?: string;
   /** How far WAL has been applied to the map and catalog. */
   readonly appliedLsn: () => Lsn;
+  /** ptrack's guidance for the map size (a daemon asks its server; offline: not known). */
+  readonly suggestedMapSizeMb?: number | null;
 }
 
 export interface QueryResult {
@@ -71,6 +78,8 @@ export class QueryEngine {
         'map_entries',
         'map_fill',
         'est_false_positive_rate',
+        'suggested_map_size_mb',
+        'map_size_for_1pct_false_positives_mb',
       ],
       rows: function* () {
         const state = engine.#state();
@@ -83,7 +92,16 @@ export class QueryEngine {
           int(state.mapSizeMb),
           int(state.entries),
           fill,
-          fill * fill,
+          falsePositiveRate(fill),
+          intOrNull(engine.#src.suggestedMapSizeMb ?? null),
+          intOrNull(
+            mapSizeForFalsePositiveRate(
+              fill,
+              state.entries,
+              FALSE_POSITIVE_HINT,
+              engine.#src.catalog.namedBlocks(),
+            ),
+          ),
         ];
       },
     });
@@ -165,6 +183,8 @@ function withPosition(e: Error, sql: string): Error {
 }
 
 /** SQLite stores a JS number from a table function as REAL ('x' || 5 would be 'x5.0'); a BigInt is an INTEGER. */
+const intOrNull = (n: number | null): bigint | null => (n === null ? null : int(n));
+
 function int(n: number): bigint {
   return BigInt(n);
 }

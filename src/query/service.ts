@@ -9,6 +9,8 @@ export interface AnswerSource {
   readonly appliedLsn: Lsn;
   readonly map: { readonly buffer: SharedArrayBuffer };
   readonly catalogPath: string;
+  /** ptrack's guidance for the map size, for the cluster's size when last asked (null: not known). */
+  readonly suggestedMapSizeMb: number | null;
 }
 
 export interface QueryRequest {
@@ -72,6 +74,7 @@ export class QueryService {
       catalogPath: this.#source.catalogPath,
       pgdata: this.#pgdata,
       appliedLsn,
+      suggestedMapSizeMb: this.#source.suggestedMapSizeMb,
     });
     return { ...result, appliedLsn };
   }

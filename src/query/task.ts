@@ -11,6 +11,7 @@ export interface QueryTask {
   readonly pgdata?: string;
   /** How far the map and catalog had applied WAL when the answer was allowed to start. */
   readonly appliedLsn: Lsn;
+  readonly suggestedMapSizeMb: number | null;
 }
 
 /** Answers one statement; runs in a worker thread so that a big scan never stalls the replication loop. */
@@ -21,6 +22,7 @@ export function answerQuery(task: QueryTask): QueryResult {
     catalog,
     pgdata: task.pgdata,
     appliedLsn: () => task.appliedLsn,
+    suggestedMapSizeMb: task.suggestedMapSizeMb,
   });
   try {
     return engine.query(task.sql);

@@ -4,7 +4,6 @@ export { loadCheckpointedMap, MAP_FILE, writeCheckpointFile } from './map-store.
 export {
   type CatchUpProgress,
   describeProgress,
-  MapSizeError,
   SlotError,
   serverWalPosition,
   Tracker,

@@ -1,9 +1,21 @@
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Catalog } from '../catalog/index.ts';
-import { loadMapFile, type MapFileWritten, type PtrackMap, writeMapFile } from '../map/index.ts';
+import {
+  entriesForMapSize,
+  fileSizeForEntries,
+  loadMapFile,
+  type MapFileWritten,
+  type PtrackMap,
+  type ResizeProgress,
+  resizeMap,
+  writeMapFile,
+} from '../map/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 
 export const MAP_FILE = 'ptrack.map';
+/** A resized map, written before the catalog records its size and renamed to MAP_FILE after. */
+export const RESIZED_MAP_FILE = 'ptrack.map.resized';
 
 /**
  * The file half of a checkpoint as of LSN X (every record ending at or before X is in the map), which
@@ -28,6 +40,7 @@ export function loadCheckpointedMap(
 ): { map: PtrackMap; resumeLsn: Lsn } {
   const state = catalog.mapState();
   if (!state) throw new Error('the catalog holds no map to load');
+  settleResize(dataDir, state.entries);
   const checkpointLsn = state.checkpointLsn ?? state.initLsn;
   const loaded = loadMapFile(join(dataDir, MAP_FILE), {
     entries: state.entries,
@@ -53,4 +66,53 @@ export function loadCheckpointedMap(
 export interface CheckpointTask {
   readonly dataDir: string;
   readonly map: SharedArrayBuffer;
+}
+
+/**
+ * A resize that a crash interrupted: its file is the map if the catalog already records its size (the
+ * commit happened, the rename did not), else it never counted and goes.
+ */
+function settleResize(dataDir: string, entries: number): void {
+  const resized = join(dataDir, RESIZED_MAP_FILE);
+  rmSync(`${resized}.tmp`, { force: true }); // a resize that did not finish writing
+  if (!existsSync(resized)) return;
+  if (statSync(resized).size === fileSizeForEntries(entries))
+    replaceDurably(resized, join(dataDir, MAP_FILE));
+  else rmSync(resized);
+}
+
+function replaceDurably(from: string, to: string): void {
+  renameSync(from, to);
+  const dir = openSync(join(to, '..'), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+}
+
+/**
+ * Rebuilds the loaded map at `mapSizeMb` keeping its history (resizeMap over the catalog's forks), so
+ * that a crash at any moment leaves the old map or the new one, whole: the new file is written
+ * durably beside the old, then the catalog records the new size and its CRCs (one commit), then the
+ * new file replaces the old. `crashPoint` names those moments (a test stops the process there).
+ */
+export function resizeCheckpointedMap(
+  dataDir: string,
+  catalog: Catalog,
+  old: PtrackMap,
+  mapSizeMb: number,
+  onProgress: (p: ResizeProgress) => void,
+  crashPoint: (name: string) => void = () => {},
+): { map: PtrackMap; blocksCarried: number; reason: string } {
+  const state = catalog.mapState()!;
+  const { map, blocksCarried } = resizeMap(old, mapSizeMb, catalog.relationForks(), onProgress);
+  crashPoint('resize-built');
+  const written = writeMapFile(join(dataDir, RESIZED_MAP_FILE), map);
+  crashPoint('resize-written');
+  const reason = `map resized from ${state.mapSizeMb} MB to ${mapSizeMb} MB: ${blocksCarried} blocks carried over, history since ${formatLsn(state.initLsn)} kept`;
+  catalog.recordResize(mapSizeMb, entriesForMapSize(mapSizeMb), written.blockCrcs, reason);
+  crashPoint('resize-recorded');
+  replaceDurably(join(dataDir, RESIZED_MAP_FILE), join(dataDir, MAP_FILE));
+  return { map, blocksCarried, reason };
 }

@@ -111,14 +111,28 @@ export class ChunkPipeline {
    * its input until onDrain.
    */
   push(bytes: Uint8Array, lsn: Lsn): boolean {
+    return this.pushWith(bytes.length, lsn, (into, offset) =>
+      into.set(bytes.subarray(offset, offset + into.length)),
+    );
+  }
+
+  /**
+   * Takes `length` bytes of WAL that `fill` writes (WalWindow.writeWith): straight into the window when
+   * it has room, else into a buffer of their own that waits for room. Returns as push does.
+   */
+  pushWith(length: number, lsn: Lsn, fill: (into: Uint8Array, offset: number) => void): boolean {
     if (lsn !== this.#received) {
       throw new RangeError(
         `WAL at ${formatLsn(lsn)} does not follow what was received, which ends at ${formatLsn(this.#received)}`,
       );
     }
-    this.#received += bytes.length;
-    if (this.#overflow.length === 0 && bytes.length <= this.#window.free) this.#window.write(bytes, lsn);
-    else this.#overflow.push(new Uint8Array(bytes)); // a copy, even of a Buffer
+    this.#received += length;
+    if (this.#overflow.length === 0 && length <= this.#window.free) this.#window.writeWith(length, lsn, fill);
+    else {
+      const waiting = new Uint8Array(length);
+      fill(waiting, 0);
+      this.#overflow.push(waiting);
+    }
     this.#dispatch(false);
     this.#armFlush();
     this.#paused ||= this.#overflow.length > 0 || this.#window.free < this.#window.size / 4;

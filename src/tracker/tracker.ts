@@ -15,7 +15,15 @@ import {
   timelineOfPoint,
 } from '../archive/index.ts';
 import { Catalog } from '../catalog/index.ts';
-import { entriesForMapSize, MAX_MAP_SIZE_MB, type MapFileWritten, PtrackMap } from '../map/index.ts';
+import {
+  entriesForMapSize,
+  FALSE_POSITIVE_HINT,
+  falsePositiveRate,
+  MAX_MAP_SIZE_MB,
+  type MapFileWritten,
+  mapSizeForFalsePositiveRate,
+  PtrackMap,
+} from '../map/index.ts';
 import {
   connectClient,
   ReplicationConnection,
@@ -25,7 +33,7 @@ import {
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
 import { DataDirLock } from './data-dir-lock.ts';
-import { type CheckpointTask, loadCheckpointedMap } from './map-store.ts';
+import { type CheckpointTask, loadCheckpointedMap, resizeCheckpointedMap } from './map-store.ts';
 import { ChunkPipeline } from './pipeline.ts';
 
 const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
@@ -98,6 +106,10 @@ export interface TrackerStatus {
   /** Seconds the oldest WAL not yet applied has been waiting (0 when caught up). */
   readonly lagSeconds: number;
   readonly mapSizeMb: number;
+  /** ptrack's guidance (about 1/1024 of the cluster's size) as of the last connect; null: not known. */
+  readonly suggestedMapSizeMb: number | null;
+  /** Set when the estimated false-positive rate is past FALSE_POSITIVE_HINT: what to do about it. */
+  readonly mapHint: string | null;
   readonly gaps: number;
   /** The last gap in the history, if any. */
   readonly lastGap: { readonly at: string; readonly initLsn: Lsn | null; readonly reason: string } | null;
@@ -155,8 +167,11 @@ export class Tracker {
   #serverLsn: Lsn = 0;
   #lastCheckpointAt = Date.now();
   #reconnects = 0;
+  #suggestedMapSizeMb: number | null = null;
   #behindSince: number | undefined;
   #stopping = false;
+  #requestStop: () => void = () => {};
+  readonly #stopRequested = new Promise<void>((r) => (this.#requestStop = r));
   #lock: DataDirLock | undefined;
   #problem: string | null = 'starting';
   /** Why the slot lost WAL we needed, when #inspectSlot found out. */
@@ -167,6 +182,11 @@ export class Tracker {
     this.#o = options;
     // A connection attempt into a blocked port would otherwise wait forever (libpq's default, too).
     this.#connectionConfig = { connectionTimeoutMillis: 10_000, ...options.connection };
+  }
+
+  /** ptrack's guidance for the map size, for the cluster's size at the last connect. */
+  get suggestedMapSizeMb(): number | null {
+    return this.#suggestedMapSizeMb;
   }
 
   get catalog(): Catalog {
@@ -217,6 +237,8 @@ export class Tracker {
       blocksMarked: this.#blocksMarked,
       checkpointSeconds: this.#checkpointSeconds,
       mapFill: this.#mapFill,
+      suggestedMapSizeMb: this.#suggestedMapSizeMb,
+      mapHint: this.#mapHint(),
       problem: this.#stream ? null : this.#problem,
     };
   }
@@ -265,6 +287,7 @@ export class Tracker {
   /** Writes a final checkpoint, reports it to the server while the stream is still open, then stops (SIGTERM). */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#requestStop();
     await this.#pipeline?.settle().catch(() => {});
     await this.#checkpointing;
     if (this.#map) await this.#checkpoint('shutdown');
@@ -302,6 +325,7 @@ export class Tracker {
     }
     this.#server = server;
     this.#serverLsn = server.xlogPos;
+    this.#suggestedMapSizeMb = await suggestedMapSize(this.#connectionConfig);
     const known = this.catalog.identity();
     const otherCluster = known !== null && known.systemIdentifier !== server.systemId;
     this.catalog.setIdentity({
@@ -343,13 +367,6 @@ export class Tracker {
       if (this.#o.initFrom === undefined) return this.#startMap(why, 'init');
       return this.#startMapInThePast(this.#o.initFrom, why);
     }
-    if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== state.mapSizeMb) {
-      throw new MapSizeError(
-        `--map-size ${this.#o.mapSizeMb} differs from the map's ${state.mapSizeMb} MB: a map cannot be resized without losing its history ` +
-          `(changes before now could no longer be answered; backups would need a new full backup). Start with --map-size ${state.mapSizeMb}, ` +
-          'or add --reinit to start a new map.',
-      );
-    }
     if (!this.#map) {
       const loaded = loadCheckpointedMap(this.#o.dataDir, this.catalog, (m) => this.#o.log('warn', m));
       this.#map = loaded.map;
@@ -357,6 +374,10 @@ export class Tracker {
       this.#appliedLsn = loaded.resumeLsn;
       this.#mapFill = loaded.map.fillRatio();
       this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
+      if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== state.mapSizeMb)
+        this.#resize(this.#o.mapSizeMb);
+      const hint = this.#mapHint();
+      if (hint) this.#o.log('warn', hint);
     }
     const onOtherBranch = await this.#joinTimeline(known?.timeline ?? server.timeline);
     if (onOtherBranch) return onOtherBranch;
@@ -384,6 +405,52 @@ export class Tracker {
     }
     this.#lostWal = undefined;
     return this.#appliedLsn;
+  }
+
+  /** --map-size other than the map's: the map is rebuilt at that size with its history (resizeCheckpointedMap). */
+  #resize(mapSizeMb: number): void {
+    const started = performance.now();
+    let last = started;
+    const { map, reason, blocksCarried } = resizeCheckpointedMap(
+      this.#o.dataDir,
+      this.catalog,
+      this.map,
+      mapSizeMb,
+      ({ blocksDone, blocksTotal }) => {
+        const now = performance.now();
+        if (now - last < (this.#o.progressIntervalMs ?? 10_000)) return;
+        last = now;
+        const rate = (blocksDone * 1000) / (now - started);
+        this.#o.log(
+          'info',
+          `resizing the map: ${blocksDone} of ${blocksTotal} blocks, ${Math.round(rate)} blocks/s, ETA ${Math.round((blocksTotal - blocksDone) / rate)} s`,
+        );
+      },
+      crashPoint,
+    );
+    this.#map = map;
+    this.#mapFill = map.fillRatio();
+    const seconds = (performance.now() - started) / 1000;
+    this.#o.log(
+      'info',
+      `${reason} (${seconds.toFixed(1)} s, ${Math.round(blocksCarried / Math.max(seconds, 1e-3))} blocks/s)`,
+    );
+  }
+
+  /** Said (status, a log line at start) when the map's estimated false-positive rate passes FALSE_POSITIVE_HINT. */
+  #mapHint(): string | null {
+    const rate = falsePositiveRate(this.#mapFill);
+    if (!this.#map || rate <= FALSE_POSITIVE_HINT) return null;
+    const size = mapSizeForFalsePositiveRate(
+      this.#mapFill,
+      this.#map.entries,
+      FALSE_POSITIVE_HINT,
+      this.catalog.namedBlocks(),
+    );
+    const now = `the map's estimated false-positive rate is ${(rate * 100).toFixed(1)}%, over ${FALSE_POSITIVE_HINT * 100}%`;
+    return size === null
+      ? `${now}, and no map up to ${MAX_MAP_SIZE_MB} MB would bring it under: backups copy more than changed`
+      : `${now}: restart with --map-size ${size} to bring it under (the map is resized, its history kept)`;
   }
 
   /**
@@ -430,7 +497,7 @@ export class Tracker {
         `slot ${this.#o.slot} reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
       );
     }
-    const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#connectionConfig));
+    const mapSizeMb = this.#o.mapSizeMb ?? this.#suggestedMapSizeMb!;
     await this.#checkpointing; // of the map this one replaces
     const map = PtrackMap.create(mapSizeMb, restart);
     this.catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), restart, why, kind);
@@ -472,7 +539,7 @@ export class Tracker {
     } finally {
       await first.return(undefined); // its scratch directory goes
     }
-    const mapSizeMb = this.#o.mapSizeMb ?? (await suggestedMapSize(this.#connectionConfig));
+    const mapSizeMb = this.#o.mapSizeMb ?? this.#suggestedMapSizeMb!;
     await this.#checkpointing;
     this.#map = PtrackMap.create(mapSizeMb, initLsn);
     this.catalog.initMap(
@@ -536,7 +603,8 @@ export class Tracker {
       };
       for await (const segment of fetchSegments(this.#restoreCommand(), range)) {
         const skip = Math.max(0, from - segment.lsn);
-        if (pipeline.push(segment.bytes.subarray(skip), segment.lsn + skip)) {
+        const read = (into: Uint8Array, offset: number) => segment.readInto(into, skip + offset);
+        if (pipeline.pushWith(segment.size - skip, segment.lsn + skip, read)) {
           await Promise.race([new Promise<void>((r) => (resume = r)), pipeline.failed]);
         }
         this.#receivedLsn = pipeline.receivedLsn;
@@ -621,7 +689,8 @@ export class Tracker {
         );
         await this.#connection?.close().catch(() => {});
         await this.#inspectSlot().catch(() => {});
-        await new Promise((r) => setTimeout(r, delay));
+        // A stop does not wait out the backoff (up to 30 s).
+        await Promise.race([new Promise((r) => setTimeout(r, delay)), this.#stopRequested]);
       }
     }
   }
@@ -772,10 +841,6 @@ export function describeProgress(p: CatchUpProgress): string {
   return `catching up: ${mb(p.behindBytes)} MB behind, ${mb(p.bytesPerSecond)} MB/s, ETA ${eta}`;
 }
 
-export class MapSizeError extends Error {
-  override readonly name = 'MapSizeError';
-}
-
 /** The slot named is not this data directory's, or another process streams from it. */
 export class SlotError extends Error {
   override readonly name = 'SlotError';
@@ -834,4 +899,12 @@ async function slotState(
       activePid: row.active_pid === null ? null : Number(row.active_pid),
     };
   });
+}
+
+/**
+ * Stops the process at once, as a crash would, where PTRACKD_CRASH_POINT names this moment: how the
+ * tests show that a kill at any step of a resize leaves a whole map.
+ */
+function crashPoint(name: string): void {
+  if (process.env.PTRACKD_CRASH_POINT === name) process.kill(process.pid, 'SIGKILL');
 }

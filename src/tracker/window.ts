@@ -53,23 +53,31 @@ export class WalWindow {
 
   /** Appends WAL that starts where the window ends; the caller checks `free` first. */
   write(bytes: Uint8Array, lsn: Lsn): void {
+    this.writeWith(bytes.length, lsn, (into, offset) =>
+      into.set(bytes.subarray(offset, offset + into.length)),
+    );
+  }
+
+  /**
+   * Appends `length` bytes of WAL that start where the window ends, written by `fill` straight into the
+   * ring: once per contiguous piece, with the piece's offset in those bytes (a file read into it).
+   */
+  writeWith(length: number, lsn: Lsn, fill: (into: Uint8Array, offset: number) => void): void {
     if (lsn !== this.#end) {
       throw new RangeError(`WAL at ${lsn} does not follow the window's end ${this.#end}`);
     }
-    if (bytes.length > this.free) {
-      throw new RangeError(
-        `${bytes.length} bytes do not fit in the ${this.free} free bytes of the WAL window`,
-      );
+    if (length > this.free) {
+      throw new RangeError(`${length} bytes do not fit in the ${this.free} free bytes of the WAL window`);
     }
     const size = this.#bytes.length;
     let done = 0;
-    while (done < bytes.length) {
+    while (done < length) {
       const at = (lsn + done) % size;
-      const n = Math.min(bytes.length - done, size - at);
-      this.#bytes.set(bytes.subarray(done, done + n), at);
+      const n = Math.min(length - done, size - at);
+      fill(this.#bytes.subarray(at, at + n), done);
       done += n;
     }
-    this.#end += bytes.length;
+    this.#end += length;
   }
 }
 

@@ -39,7 +39,7 @@ async function fetchAll(command: RestoreCommand, end?: string) {
     start: parseLsn(PG15.start_lsn),
     end: end === undefined ? undefined : parseLsn(end),
   })) {
-    out.push({ ...s, bytes: Buffer.from(s.bytes) });
+    out.push({ file: s.file, lsn: s.lsn, bytes: s.bytes() });
   }
   return out;
 }

@@ -42,24 +42,17 @@ describe('the daemon across restarts: map size, server crashes, walsender loss, 
     expect(await daemon.stop('SIGTERM')).toBe(0);
   });
 
-  it('refuses another --map-size for an existing map, explaining why, unless --reinit', async () => {
-    const listen = await freePort();
-    const refused = await runPtrackd([
-      '--slot',
-      'ptrack',
-      '--data-dir',
-      dataDir,
-      ...conn(),
-      '--listen',
-      `127.0.0.1:${listen}`,
-      '--map-size',
-      '8',
-    ]);
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(
-      /--map-size 8 differs from the map's 64 MB: a map cannot be resized without losing its history.*--reinit/,
-    );
-    expect(history().state.mapSizeMb).toBe(64);
+  it('another --map-size resizes the map keeping its init_lsn; --reinit starts a new one', async () => {
+    const before = history().state;
+    daemon = await DaemonProcess.start(cluster, dataDir, ['--map-size', '16']);
+    expect(history()).toMatchObject({
+      state: { mapSizeMb: 16, initLsn: before.initLsn },
+      last: {
+        kind: 'resize',
+        reason: expect.stringMatching(/^map resized from 64 MB to 16 MB: \d+ blocks carried over/),
+      },
+    });
+    expect(await daemon.stop('SIGTERM')).toBe(0);
     daemon = await DaemonProcess.start(cluster, dataDir, ['--map-size', '8', '--reinit']);
     expect(history()).toMatchObject({
       state: { mapSizeMb: 8 },

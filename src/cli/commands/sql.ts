@@ -204,11 +204,15 @@ export function statusCommand(y: Argv): Argv {
           ['server LSN', json.serverLsn],
           ['slot', `${json.slot}, holding back ${json.retainedWalBytes} bytes of WAL on the server`],
           ['lag', `${json.lagBytes} bytes, ${Number(json.lagSeconds).toFixed(1)} s`],
-          ['map size', `${json.mapSizeMb} MB`],
+          [
+            'map size',
+            `${json.mapSizeMb} MB${json.suggestedMapSizeMb == null ? '' : ` (ptrack's guidance for this cluster: ${json.suggestedMapSizeMb} MB)`}`,
+          ],
           [
             'map fill',
-            `${(Number(json.mapFill) * 100).toFixed(2)}% (estimated false positives ${(Number(json.mapFill) ** 2 * 100).toFixed(4)}%)`,
+            `${(Number(json.mapFill) * 100).toFixed(2)}% (estimated false positives ${(Number(json.estFalsePositiveRate) * 100).toFixed(4)}%)`,
           ],
+          ...(json.mapHint ? [['hint', String(json.mapHint)]] : []),
           ['reconnects', String(json.reconnects)],
           [
             'last gap',

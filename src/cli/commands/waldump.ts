@@ -237,8 +237,8 @@ async function* walSource(
         start: o.start ?? 0,
         end: o.end,
       })) {
-        onSegmentSize(s.bytes.length);
-        yield s;
+        onSegmentSize(s.size);
+        yield { file: s.file, lsn: s.lsn, bytes: s.bytes() };
       }
     } catch (e) {
       if (e instanceof ArchiveError) throw new ExitError(e.message);
