@@ -902,9 +902,9 @@ async function slotState(
 }
 
 /**
- * Stops the process at once, as a crash would, where PTRACKD_CRASH_POINT names this moment: how the
+ * Stops the process at once, as a crash would, where CRASH_PTRACKD_AT names this moment: how the
  * tests show that a kill at any step of a resize leaves a whole map.
  */
 function crashPoint(name: string): void {
-  if (process.env.PTRACKD_CRASH_POINT === name) process.kill(process.pid, 'SIGKILL');
+  if (process.env.CRASH_PTRACKD_AT === name) process.kill(process.pid, 'SIGKILL');
 }
