@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from '../src/catalog/index.ts';
 import { PtrackMap } from '../src/map/index.ts';
-import { loadCheckpointedMap, writeCheckpointFile } from '../src/tracker/index.ts';
+import { loadCheckpointedMap, resizeCheckpointedMap, writeCheckpointFile } from '../src/tracker/index.ts';
 
 /**
  * Blocks marked per second on one thread in a 64 MB map, with increasing LSNs as WAL replay gives them
@@ -58,6 +58,59 @@ export function benchLargeMap(): {
     for (let i = 0; i < fresh.length; i += 4096) fresh[i] = 1;
     const freshMemorySeconds = (performance.now() - t) / 1000;
     return { mapMb, checkpointSeconds, loadSeconds, freshMemorySeconds };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Issue 17: resizing the map of a pgbench scale-130 cluster (~2 GB of relations as the catalog lists
+ * them) from 64 MB (ptrack's guidance for it) to 128 MB, every block changed since init_lsn (the most a
+ * resize carries), through the whole resize (rebuild, durable file, catalog, rename); the yardstick is
+ * a durable checkpoint of the new map in the same run.
+ */
+export function benchResize(): { blocks: number; resizeSeconds: number; checkpointSeconds: number } {
+  const dir = mkdtempSync(join(tmpdir(), 'ptrackd-bench-resize-'));
+  try {
+    // pgbench at scale 130: 13 M accounts at 61 a page, their primary key, and the small tables
+    const forks = [
+      [16397, 0, 213_115],
+      [16397, 1, 55],
+      [16397, 2, 7],
+      [16405, 0, 35_619],
+      [16394, 0, 3],
+      [16400, 0, 7],
+      [16403, 0, 2],
+      [16401, 0, 1],
+    ];
+    const catalog = Catalog.open(join(dir, 'catalog.db'));
+    const old = PtrackMap.create(64, 1);
+    catalog.initMap(64, old.entries, 1, 'benchmark');
+    catalog.applyOps(
+      forks.map(([rel, fork, blocks]) => ({
+        op: 'observe' as const,
+        spc: 1663,
+        db: 5,
+        rel,
+        fork,
+        maxBlock: blocks - 1,
+        firstLsn: 2,
+        lastLsn: 3,
+      })),
+    );
+    let blocks = 0;
+    for (const [rel, fork, n] of forks) {
+      for (let b = 0; b < n; b++, blocks++) old.markBlock(1663, 5, rel, fork, b, 0x1000000 + blocks);
+    }
+    catalog.recordCheckpoint(0x2000000, writeCheckpointFile(dir, old).blockCrcs);
+    let t = performance.now();
+    const { map } = resizeCheckpointedMap(dir, catalog, old, 128, () => {});
+    const resizeSeconds = (performance.now() - t) / 1000;
+    t = performance.now();
+    catalog.recordCheckpoint(0x2000000, writeCheckpointFile(dir, map).blockCrcs);
+    const checkpointSeconds = (performance.now() - t) / 1000;
+    catalog.close();
+    return { blocks, resizeSeconds, checkpointSeconds };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,7 +3,7 @@ import { benchBackfill, printBackfill } from './backfill.ts';
 import { benchCatchUp } from './catchup.ts';
 import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
-import { benchLargeMap, benchMarking } from './map.ts';
+import { benchLargeMap, benchMarking, benchResize } from './map.ts';
 import { benchPool } from './pool.ts';
 import { benchProbackup, printProbackup } from './probackup.ts';
 import { benchQueries } from './queries.ts';
@@ -106,6 +106,11 @@ log(
 const big = benchLargeMap();
 log(
   `\nA ${big.mapMb} MB map: durable checkpoint ${big.checkpointSeconds.toFixed(2)} s (in the checkpoint thread), load + verify ${big.loadSeconds.toFixed(2)} s (touching ${big.mapMb} MB of fresh memory alone: ${big.freshMemorySeconds.toFixed(2)} s)`,
+);
+
+const rs = benchResize();
+log(
+  `\nResizing the map of a pgbench scale-130 cluster (${rs.blocks} blocks in the catalog, all changed) from 64 to 128 MB: ${rs.resizeSeconds.toFixed(2)} s, ${(rs.blocks / rs.resizeSeconds / 1e6).toFixed(2)} M blocks/s; ${(rs.resizeSeconds / rs.checkpointSeconds).toFixed(1)}x a durable checkpoint of the 128 MB map (${rs.checkpointSeconds.toFixed(2)} s)`,
 );
 
 const scale = Number(process.env.PTRACKD_BENCH_SCALE ?? 700);
