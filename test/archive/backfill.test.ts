@@ -57,6 +57,32 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
     expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
   }, 180_000);
 
+  it('a slot dropped while ptrackd was down is created again and the WAL between read from the archive', async () => {
+    const { cluster, restore } = await archivingCluster(cleanup);
+    const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
+    const first = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => first.stop('SIGKILL'));
+    const init = (await first.query('SELECT ptrack_init_lsn()')).rows[0][0];
+    const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await first.stop('SIGKILL');
+    await cluster.sql("SELECT pg_drop_replication_slot('ptrack')");
+    await cluster.client('pgbench', ['-i', '-q', '-s', '2']);
+    await cluster.sql('CHECKPOINT; SELECT pg_switch_wal()');
+    await archived(cluster);
+    const again = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => again.stop('SIGKILL'));
+    expect(again.output).toMatch(
+      /slot ptrack was missing and was created again: WAL from .* read from the archive .*: no gap/,
+    );
+    expect(catalogHistory(dataDir).map((h) => h.kind)).toEqual(['init']);
+    expect((await again.query('SELECT ptrack_init_lsn()')).rows[0][0]).toBe(init);
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const expected = await clusterPagesChangedSince(cluster, parseLsn(before));
+    const reported = await again.changedBlocks(parseLsn(before), end);
+    expect(expected.size).toBeGreaterThan(500);
+    expect([...expected].filter((p) => !reported.has(p))).toEqual([]);
+  }, 180_000);
+
   it('a segment missing from the archive too is a gap whose reason names that file', async () => {
     const { cluster, archive, restore } = await archivingCluster(cleanup);
     const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
