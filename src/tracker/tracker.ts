@@ -106,7 +106,7 @@ export interface TrackerStatus {
   /** Seconds the oldest WAL not yet applied has been waiting (0 when caught up). */
   readonly lagSeconds: number;
   readonly mapSizeMb: number;
-  /** ptrack's guidance (about 1/1024 of the cluster's size) as of the last connect; null: not known. */
+  /** ptrack's guidance (about 1/1024 of the cluster's size) as of start; null: not known. */
   readonly suggestedMapSizeMb: number | null;
   /** Set when the estimated false-positive rate is past FALSE_POSITIVE_HINT: what to do about it. */
   readonly mapHint: string | null;
@@ -163,6 +163,8 @@ export class Tracker {
   #checkpointSeconds = 0;
   /** The map's fill at the last checkpoint. */
   #mapFill = 0;
+  /** What to do about that fill's false positives, if anything (#noteMapFill). */
+  #mapHint: string | null = null;
   #checkpointLsn: Lsn = 0;
   #serverLsn: Lsn = 0;
   #lastCheckpointAt = Date.now();
@@ -184,7 +186,7 @@ export class Tracker {
     this.#connectionConfig = { connectionTimeoutMillis: 10_000, ...options.connection };
   }
 
-  /** ptrack's guidance for the map size, for the cluster's size at the last connect. */
+  /** ptrack's guidance for the map size, for the cluster's size when this process first connected. */
   get suggestedMapSizeMb(): number | null {
     return this.#suggestedMapSizeMb;
   }
@@ -238,7 +240,7 @@ export class Tracker {
       checkpointSeconds: this.#checkpointSeconds,
       mapFill: this.#mapFill,
       suggestedMapSizeMb: this.#suggestedMapSizeMb,
-      mapHint: this.#mapHint(),
+      mapHint: this.#mapHint,
       problem: this.#stream ? null : this.#problem,
     };
   }
@@ -325,7 +327,8 @@ export class Tracker {
     }
     this.#server = server;
     this.#serverLsn = server.xlogPos;
-    this.#suggestedMapSizeMb = await suggestedMapSize(this.#connectionConfig);
+    // The cluster's size (a walk of every database directory on the server) once per process.
+    this.#suggestedMapSizeMb ??= await suggestedMapSize(this.#connectionConfig);
     const known = this.catalog.identity();
     const otherCluster = known !== null && known.systemIdentifier !== server.systemId;
     this.catalog.setIdentity({
@@ -372,12 +375,11 @@ export class Tracker {
       this.#map = loaded.map;
       this.#checkpointLsn = loaded.resumeLsn;
       this.#appliedLsn = loaded.resumeLsn;
-      this.#mapFill = loaded.map.fillRatio();
+      this.#noteMapFill(loaded.map.fillRatio());
       this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
       if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== state.mapSizeMb)
         this.#resize(this.#o.mapSizeMb);
-      const hint = this.#mapHint();
-      if (hint) this.#o.log('warn', hint);
+      if (this.#mapHint) this.#o.log('warn', this.#mapHint);
     }
     const onOtherBranch = await this.#joinTimeline(known?.timeline ?? server.timeline);
     if (onOtherBranch) return onOtherBranch;
@@ -429,7 +431,7 @@ export class Tracker {
       crashPoint,
     );
     this.#map = map;
-    this.#mapFill = map.fillRatio();
+    this.#noteMapFill(map.fillRatio());
     const seconds = (performance.now() - started) / 1000;
     this.#o.log(
       'info',
@@ -437,20 +439,28 @@ export class Tracker {
     );
   }
 
-  /** Said (status, a log line at start) when the map's estimated false-positive rate passes FALSE_POSITIVE_HINT. */
-  #mapHint(): string | null {
-    const rate = falsePositiveRate(this.#mapFill);
-    if (!this.#map || rate <= FALSE_POSITIVE_HINT) return null;
+  /**
+   * The fill changes at checkpoints, loads and resizes; so does the hint (status, a log line at start)
+   * said when the estimated false-positive rate passes FALSE_POSITIVE_HINT — not at every status read.
+   */
+  #noteMapFill(fill: number): void {
+    this.#mapFill = fill;
+    const rate = falsePositiveRate(fill);
+    if (!this.#map || rate <= FALSE_POSITIVE_HINT) {
+      this.#mapHint = null;
+      return;
+    }
     const size = mapSizeForFalsePositiveRate(
-      this.#mapFill,
+      fill,
       this.#map.entries,
       FALSE_POSITIVE_HINT,
       this.catalog.namedBlocks(),
     );
     const now = `the map's estimated false-positive rate is ${(rate * 100).toFixed(1)}%, over ${FALSE_POSITIVE_HINT * 100}%`;
-    return size === null
-      ? `${now}, and no map up to ${MAX_MAP_SIZE_MB} MB would bring it under: backups copy more than changed`
-      : `${now}: restart with --map-size ${size} to bring it under (the map is resized, its history kept)`;
+    this.#mapHint =
+      size === null
+        ? `${now}, and no map up to ${MAX_MAP_SIZE_MB} MB would bring it under: backups copy more than changed`
+        : `${now}: restart with --map-size ${size} to bring it under (the map is resized, its history kept)`;
   }
 
   /**
@@ -503,7 +513,7 @@ export class Tracker {
     this.catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), restart, why, kind);
     this.catalog.setSlotName(this.#o.slot);
     this.#map = map;
-    this.#mapFill = 0;
+    this.#noteMapFill(0);
     this.#appliedLsn = restart;
     this.#checkpointLsn = 0;
     await this.#checkpoint('initial');
@@ -550,7 +560,7 @@ export class Tracker {
       'init',
     );
     this.catalog.setSlotName(this.#o.slot);
-    this.#mapFill = 0;
+    this.#noteMapFill(0);
     this.#appliedLsn = initLsn;
     this.#checkpointLsn = 0;
     await this.#checkpoint('initial');
@@ -816,7 +826,7 @@ export class Tracker {
       .run({ dataDir: this.#o.dataDir, map: this.map.buffer })
       .then(({ blockCrcs, fill }) => {
         catalog.recordCheckpoint(lsn, blockCrcs);
-        this.#mapFill = fill;
+        this.#noteMapFill(fill);
         this.#checkpointSeconds = (performance.now() - started) / 1000;
         this.#checkpointLsn = lsn;
         this.#lastCheckpointAt = Date.now();
