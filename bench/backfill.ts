@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseLsn } from '../src/wal/index.ts';
 import { archived } from '../test/helpers/archiving.ts';
 import { PgCluster } from '../test/helpers/pg-cluster.ts';
-import { Daemon, timed } from './catchup.ts';
+import { Daemon, pgbenchBacklog, timed } from './catchup.ts';
 
 export interface BackfillResult {
   readonly backlogBytes: number;
@@ -42,14 +42,8 @@ export async function benchBackfill(
     for (let r = 0; r < rounds; r++) {
       await cluster.sql(`SELECT pg_create_physical_replication_slot('stream${r}', true)`);
     }
-    const start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
     log(`building a ${backlogMb} MB WAL backlog with pgbench, archived…`);
-    await cluster.client('pgbench', ['-i', '-q', '-s', '30']);
-    for (;;) {
-      const size = Number(await cluster.sql(`SELECT pg_current_wal_insert_lsn() - '${start}'::pg_lsn`));
-      if (size >= backlogMb * 2 ** 20) break;
-      await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '5']);
-    }
+    const start = await pgbenchBacklog(cluster, backlogMb);
     await cluster.sql('CHECKPOINT; SELECT pg_switch_wal()');
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
     await archived(cluster);

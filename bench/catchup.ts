@@ -90,6 +90,18 @@ export class Daemon {
   }
 }
 
+/** WAL from pgbench (scale 30, then 5-second runs) until `backlogMb` follow the returned start LSN. */
+export async function pgbenchBacklog(cluster: PgCluster, backlogMb: number): Promise<string> {
+  const start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+  await cluster.client('pgbench', ['-i', '-q', '-s', '30']);
+  for (;;) {
+    const size = Number(await cluster.sql(`SELECT pg_current_wal_insert_lsn() - '${start}'::pg_lsn`));
+    if (size >= backlogMb * 2 ** 20) break;
+    await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '5']);
+  }
+  return start;
+}
+
 export async function timed(f: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
   await f();
@@ -112,14 +124,8 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
     for (const slot of ['recv', 'w1', 'w2', 'load']) {
       await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
     }
-    const start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
     log(`building a ${backlogMb} MB WAL backlog with pgbench…`);
-    await cluster.client('pgbench', ['-i', '-q', '-s', '30']);
-    for (;;) {
-      const size = Number(await cluster.sql(`SELECT pg_current_wal_insert_lsn() - '${start}'::pg_lsn`));
-      if (size >= backlogMb * 2 ** 20) break;
-      await cluster.client('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '5']);
-    }
+    const start = await pgbenchBacklog(cluster, backlogMb);
     await cluster.sql('CHECKPOINT');
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
     const backlogBytes = parseLsn(end) - parseLsn(start);
