@@ -35,12 +35,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A ptrackd daemon for the benchmark, and its /status. */
 export class Daemon {
   readonly #child: ChildProcess;
-  readonly #port: number;
+  /** Its HTTP endpoint's port on 127.0.0.1. */
+  readonly port: number;
   /** The largest resident set seen while polling (MB). */
   maxRssMb = 0;
   private constructor(child: ChildProcess, port: number) {
     this.#child = child;
-    this.#port = port;
+    this.port = port;
   }
   static async spawn(
     cluster: PgCluster,
@@ -59,7 +60,7 @@ export class Daemon {
     try {
       const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.#child.pid}/status`, 'utf8'));
       if (rss) this.maxRssMb = Math.max(this.maxRssMb, Number(rss[1]) / 1024);
-      const s = (await (await fetch(`http://127.0.0.1:${this.#port}/status`)).json()) as Record<
+      const s = (await (await fetch(`http://127.0.0.1:${this.port}/status`)).json()) as Record<
         string,
         string
       >;

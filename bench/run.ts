@@ -7,6 +7,7 @@ import { benchLargeMap, benchMarking, benchResize } from './map.ts';
 import { benchPool } from './pool.ts';
 import { benchProbackup, printProbackup } from './probackup.ts';
 import { benchQueries } from './queries.ts';
+import { benchStartup, printStartup } from './startup.ts';
 import { walCorpus } from './wal-corpus.ts';
 
 /** `npm run bench`: every benchmark, each as ratios against a yardstick measured in the same run. */
@@ -45,6 +46,8 @@ for (const kind of ['pgbench', 'small-records'] as const) {
   );
 }
 const d = decodes[0][1];
+
+printStartup(await benchStartup(log, await walCorpus(log, 'pgbench')), log);
 
 const m = benchMarking();
 const waldumpBlockRate = d.blockRefs / d.waldumpSeconds;

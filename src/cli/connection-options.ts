@@ -1,8 +1,5 @@
-import { createInterface } from 'node:readline/promises';
-import { Writable } from 'node:stream';
 import type pg from 'pg';
 import type { Argv } from 'yargs';
-import { connectionConfig, libpqDefaults } from '../replication/index.ts';
 
 /** The connection options of every command that talks to the server, as pg_receivewal names them. */
 export function withConnectionOptions<T>(y: Argv<T>) {
@@ -46,6 +43,8 @@ export async function connectionFromArgs(a: {
   username?: string;
   password?: boolean;
 }): Promise<pg.ClientConfig> {
+  // Imported when a command connects: pg is not needed to start the others.
+  const { connectionConfig, libpqDefaults } = await import('../replication/index.ts');
   const config: pg.ClientConfig = {
     ...(a.dbname ? connectionConfig(a.dbname) : {}),
     ...(a.host ? { host: a.host } : {}),
@@ -57,6 +56,10 @@ export async function connectionFromArgs(a: {
 }
 
 async function promptPassword(): Promise<string> {
+  const [{ createInterface }, { Writable }] = await Promise.all([
+    import('node:readline/promises'),
+    import('node:stream'),
+  ]);
   process.stderr.write('Password: ');
   // Echo nothing while the password is typed.
   const silent = new Writable({ write: (_chunk, _encoding, done) => done() });

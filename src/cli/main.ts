@@ -1,12 +1,7 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ArchiveError } from '../archive/index.ts';
-import { CatalogError } from '../catalog/index.ts';
-import { PTRACK_VERSION, QueryError } from '../query/index.ts';
-import { ReplicationError } from '../replication/index.ts';
-import { DataDirInUseError, SlotError } from '../tracker/index.ts';
-import { LsnFormatError, WalDecodeError } from '../wal/index.ts';
+import { PTRACK_VERSION } from '../query/version.ts';
 import { daemonCommand } from './commands/daemon.ts';
 import { dropCommand } from './commands/drop.ts';
 import { sqlCommand, statusCommand } from './commands/sql.ts';
@@ -19,7 +14,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     return await parse(normalizeWaldumpArgs(argv));
   } catch (e) {
-    return report(e, COMMANDS.includes(argv[0] ?? '') ? `ptrackd ${argv[0]}` : 'ptrackd');
+    return await report(e, COMMANDS.includes(argv[0] ?? '') ? `ptrackd ${argv[0]}` : 'ptrackd');
   }
 }
 
@@ -67,7 +62,7 @@ function version(): string {
   return `ptrackd ${pkg.version} (ptrack ${PTRACK_VERSION} compatible)`;
 }
 
-function report(e: unknown, command: string): number {
+async function report(e: unknown, command: string): Promise<number> {
   if (e instanceof UsageError) {
     process.stderr.write(`ptrackd: ${e.message}\nTry "${command} --help".\n`);
     return e.exitCode;
@@ -76,7 +71,17 @@ function report(e: unknown, command: string): number {
     process.stderr.write(`ptrackd: error: ${e.message}\n`);
     return e.exitCode;
   }
-  if (e instanceof LsnFormatError) {
+  // Each piece's errors are imported only now: a command that succeeds never loads the pieces it does not use.
+  const [{ ArchiveError }, { CatalogError }, { QueryError }, { ReplicationError }, tracker, wal] =
+    await Promise.all([
+      import('../archive/index.ts'),
+      import('../catalog/index.ts'),
+      import('../query/index.ts'),
+      import('../replication/index.ts'),
+      import('../tracker/index.ts'),
+      import('../wal/index.ts'),
+    ]);
+  if (e instanceof wal.LsnFormatError) {
     process.stderr.write(`ptrackd: error: ${e.message}\n`);
     return 2;
   }
@@ -85,9 +90,9 @@ function report(e: unknown, command: string): number {
     e instanceof ReplicationError ||
     e instanceof CatalogError ||
     e instanceof QueryError ||
-    e instanceof WalDecodeError ||
-    e instanceof SlotError ||
-    e instanceof DataDirInUseError ||
+    e instanceof wal.WalDecodeError ||
+    e instanceof tracker.SlotError ||
+    e instanceof tracker.DataDirInUseError ||
     e instanceof ArchiveError ||
     isOperatingSystemError(e)
   ) {

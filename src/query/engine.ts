@@ -17,6 +17,7 @@ import {
   QueryError,
 } from './pagemapset.ts';
 import { tablespaceVersionDir } from './paths.ts';
+import { PTRACK_VERSION } from './version.ts';
 
 export interface QuerySources {
   readonly map: PtrackMap;
@@ -33,8 +34,6 @@ export interface QueryResult {
   readonly columns: string[];
   readonly rows: unknown[][];
 }
-
-export const PTRACK_VERSION = '2.4';
 
 /**
  * ptrack's functions as real SQL: an in-memory SQLite database with ptrack_version() and

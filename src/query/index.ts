@@ -1,4 +1,4 @@
-export { PTRACK_VERSION, QueryEngine, type QueryResult, type QuerySources } from './engine.ts';
+export { QueryEngine, type QueryResult, type QuerySources } from './engine.ts';
 export { type RelationFile, relationFilesInCatalog, relationFilesInPgdata } from './files.ts';
 export {
   type ChangeStat,
@@ -14,6 +14,8 @@ export {
   type FreshAnswer,
   type QueryRequest,
   QueryService,
+  type ServerPosition,
   StaleAnswerError,
 } from './service.ts';
 export { answerQuery, type QueryTask } from './task.ts';
+export { PTRACK_VERSION } from './version.ts';

@@ -47,10 +47,17 @@ export class StaleAnswerError extends Error {
  * thread (so that a big scan never stalls the replication loop), which starts with the first query and
  * goes after a minute idle (backups ask in bursts; an idle thread is memory).
  */
+/** Where the server's WAL is now: what an answer must have applied to be fresh. */
+export interface ServerPosition {
+  read(): Promise<Lsn>;
+  /** Lets go of whatever it holds on the server. */
+  close(): void;
+}
+
 export class QueryService {
   readonly #source: AnswerSource;
   readonly #pgdata: string | undefined;
-  readonly #serverPosition: () => Promise<Lsn>;
+  readonly #serverPosition: ServerPosition;
   readonly #pool = new Piscina<QueryTask, QueryResult>({
     filename: new URL('../../workers/query.ts', import.meta.url).href,
     minThreads: 0,
@@ -58,7 +65,7 @@ export class QueryService {
     idleTimeout: 60_000,
   });
 
-  constructor(o: { source: AnswerSource; pgdata?: string; serverPosition: () => Promise<Lsn> }) {
+  constructor(o: { source: AnswerSource; pgdata?: string; serverPosition: ServerPosition }) {
     this.#source = o.source;
     this.#pgdata = o.pgdata;
     this.#serverPosition = o.serverPosition;
@@ -80,6 +87,7 @@ export class QueryService {
   }
 
   close(): Promise<void> {
+    this.#serverPosition.close();
     return this.#pool.destroy();
   }
 
@@ -90,7 +98,7 @@ export class QueryService {
     // The server's position, or null when it cannot be had before the deadline (an unreachable server).
     const serverPosition = () =>
       Promise.race([
-        this.#serverPosition(),
+        this.#serverPosition.read(),
         new Promise<null>((r) => setTimeout(() => r(null), Math.max(0, deadline - Date.now())).unref()),
       ]);
     let target: Lsn;

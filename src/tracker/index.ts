@@ -4,8 +4,8 @@ export { loadCheckpointedMap, MAP_FILE, resizeCheckpointedMap, writeCheckpointFi
 export {
   type CatchUpProgress,
   describeProgress,
+  ServerWalPosition,
   SlotError,
-  serverWalPosition,
   Tracker,
   type TrackerOptions,
   type TrackerStatus,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eventLine } from '../../src/cli/commands/waldump.ts';
+import { eventLine } from '../../src/cli/waldump.ts';
 import {
   type DecodedRecord,
   fileEvents,

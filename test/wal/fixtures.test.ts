@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { eventLine, WalStats } from '../../src/cli/commands/waldump.ts';
+import { eventLine, WalStats } from '../../src/cli/waldump.ts';
 import {
   type DecodedRecord,
   FORK_NAMES,

@@ -4,16 +4,11 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import type pg from 'pg';
 import type { Argv } from 'yargs';
-import { MAX_MAP_SIZE_MB } from '../../map/index.ts';
-import { listenPgWire, loadStatementParser, type Upstream, WireAnswers } from '../../pgwire/index.ts';
-import { QueryService } from '../../query/index.ts';
-import { ReplicationError } from '../../replication/index.ts';
-import { serverWalPosition, Tracker } from '../../tracker/index.ts';
-import { parseLsn } from '../../wal/index.ts';
+import type { Upstream } from '../../pgwire/index.ts';
+import type { QueryService } from '../../query/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { ExitError, UsageError } from '../errors.ts';
-import { type DaemonOutput, daemonOutput } from '../logging.ts';
-import { serve } from '../server.ts';
+import type { DaemonOutput } from '../logging.ts';
 
 /** `ptrackd --slot ptrack …`: follow the server, keep the map, answer queries until SIGTERM/SIGINT. */
 export function daemonCommand(y: Argv): Argv {
@@ -133,12 +128,6 @@ export function daemonCommand(y: Argv): Argv {
           if (missing.length) {
             throw new UsageError(`missing required option: ${missing.map((k) => `--${k}`).join(', ')}`);
           }
-          const size = a['map-size'];
-          if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > MAX_MAP_SIZE_MB)) {
-            throw new UsageError(
-              `--map-size is in MB, a whole number from 1 to ${MAX_MAP_SIZE_MB}, not ${a['map-size']}`,
-            );
-          }
           if (!Number.isInteger(a.workers) || a.workers < 1 || a.workers > 256) {
             throw new UsageError(`--workers must be a whole number from 1 to 256, not ${a.workers}`);
           }
@@ -168,6 +157,26 @@ export function daemonCommand(y: Argv): Argv {
           return true;
         }),
     async (a) => {
+      // Imported when the daemon runs, not to start the other commands (or to print --help).
+      const [
+        { MAX_MAP_SIZE_MB },
+        { ServerWalPosition, Tracker },
+        { QueryService },
+        { parseLsn },
+        { daemonOutput },
+        { serve },
+      ] = await Promise.all([
+        import('../../map/index.ts'),
+        import('../../tracker/index.ts'),
+        import('../../query/index.ts'),
+        import('../../wal/index.ts'),
+        import('../logging.ts'),
+        import('../server.ts'),
+      ]);
+      const size = a['map-size'];
+      if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > MAX_MAP_SIZE_MB)) {
+        throw new UsageError(`--map-size is in MB, a whole number from 1 to ${MAX_MAP_SIZE_MB}, not ${size}`);
+      }
       const [host, portText] = splitListen(a.listen);
       const { log, tty, progress } = daemonOutput();
       const connection = await connectionFromArgs(a);
@@ -197,7 +206,7 @@ export function daemonCommand(y: Argv): Argv {
       const queries = new QueryService({
         source: tracker,
         pgdata: a.pgdata ? resolve(a.pgdata) : undefined,
-        serverPosition: () => serverWalPosition({ connectionTimeoutMillis: 10_000, ...connection }),
+        serverPosition: new ServerWalPosition(connection),
       });
       const server = await serve(tracker, {
         host,
@@ -241,7 +250,7 @@ export function daemonCommand(y: Argv): Argv {
           break;
         } catch (e) {
           if (stopping) break;
-          if (!serverUnavailable(e) || Date.now() >= deadline) {
+          if (!(await serverUnavailable(e)) || Date.now() >= deadline) {
             server.close();
             pgServer?.close();
             void queries.close();
@@ -258,7 +267,8 @@ export function daemonCommand(y: Argv): Argv {
 }
 
 /** Refused, unreachable, or starting up: worth waiting for (--wait-for-server). Anything else is final. */
-function serverUnavailable(e: unknown): boolean {
+async function serverUnavailable(e: unknown): Promise<boolean> {
+  const { ReplicationError } = await import('../../replication/index.ts');
   const code = e instanceof ReplicationError ? e.sqlState : (e as { code?: string })?.code;
   return [
     'ECONNREFUSED',
@@ -290,6 +300,7 @@ async function startPgEndpoint(
   const tls = a['pg-ssl-cert']
     ? { cert: readFileSync(a['pg-ssl-cert']), key: readFileSync(a['pg-ssl-key']!) }
     : undefined;
+  const { listenPgWire, loadStatementParser, WireAnswers } = await import('../../pgwire/index.ts');
   await loadStatementParser();
   const server = await listenPgWire({
     host,

@@ -1,9 +1,8 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline/promises';
+import type pg from 'pg';
 import type { Argv } from 'yargs';
-import { ReplicationConnection, ReplicationError } from '../../replication/index.ts';
-import { DataDirInUseError, DataDirLock } from '../../tracker/index.ts';
+import type { DataDirLock } from '../../tracker/index.ts';
 import { connectionFromArgs, withConnectionOptions } from '../connection-options.ts';
 import { ExitError, UsageError } from '../errors.ts';
 
@@ -36,6 +35,7 @@ export function dropCommand(y: Argv): Argv {
           describe: 'do not ask for confirmation',
         }),
     async (a) => {
+      const { DataDirInUseError, DataDirLock } = await import('../../tracker/index.ts');
       const dataDir = resolve(a['data-dir']);
       const exists = existsSync(dataDir);
       if (exists && !existsSync(join(dataDir, 'catalog.db'))) {
@@ -53,6 +53,7 @@ export function dropCommand(y: Argv): Argv {
         if (!a.yes) {
           if (!process.stdin.isTTY)
             throw new UsageError('ptrackd drop removes the slot and all tracked history: confirm with --yes');
+          const { createInterface } = await import('node:readline/promises');
           const rl = createInterface({ input: process.stdin, output: process.stderr });
           const answer = await rl.question(
             `Drop slot "${a.slot}" on the server${exists ? ` and remove ${dataDir}` : ''}? History is lost. [y/N] `,
@@ -75,7 +76,8 @@ export function dropCommand(y: Argv): Argv {
   );
 }
 
-async function dropSlot(slot: string, config: Parameters<typeof ReplicationConnection.connect>[0]) {
+async function dropSlot(slot: string, config: pg.ClientConfig) {
+  const { ReplicationConnection, ReplicationError } = await import('../../replication/index.ts');
   const connection = await ReplicationConnection.connect(config);
   try {
     await connection.dropSlot(slot);
