@@ -902,10 +902,23 @@ export class ServerWalPosition {
 
   async read(): Promise<Lsn> {
     clearTimeout(this.#idle);
+    const kept = this.#client !== undefined;
+    try {
+      return await this.#ask();
+    } catch (e) {
+      // A kept connection the server has closed since (a restart) is not the server being unreachable.
+      if (!kept) throw e;
+      return await this.#ask();
+    } finally {
+      this.#idle = setTimeout(() => this.close(), this.#idleMs).unref();
+    }
+  }
+
+  async #ask(): Promise<Lsn> {
     const client = (this.#client ??= this.#connect());
     let timer: NodeJS.Timeout | undefined;
     try {
-      const row = await Promise.race([
+      const result = await Promise.race([
         client.then((c) => c.query(SERVER_POSITION_SQL)),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
@@ -914,8 +927,7 @@ export class ServerWalPosition {
           );
         }),
       ]);
-      this.#idle = setTimeout(() => this.close(), this.#idleMs).unref();
-      return parseLsn(String(row.rows[0].lsn));
+      return parseLsn(String(result.rows[0].lsn));
     } catch (e) {
       this.#drop(client);
       throw e;
@@ -937,7 +949,7 @@ export class ServerWalPosition {
       ...this.#config,
     });
     await connectClient(client, 'could not connect');
-    // read() stored this connection's promise before the first await above. When the connection ends
+    // #ask() stored this connection's promise before the first await above. When the connection ends
     // (the server restarting, idle_session_timeout), the next question connects again.
     const mine = this.#client;
     client.on('end', () => {

@@ -127,6 +127,27 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
     expect(table.stdout).toBe(' version\n---------\n 2.4\n(1 row)\n\n');
   });
 
+  it("answers fresh right after the server restarts: the connection it asks the server's position on is made again", async () => {
+    const run = (args: string[]) => runPtrackd([...args, '--listen', `127.0.0.1:${daemon!.listen}`]);
+    // a first answer leaves the daemon's connection for the server's position open
+    expect((await run(['sql', '-t', '-c', 'SELECT ptrack_version()'])).code).toBe(0);
+    await cluster.stop();
+    await cluster.startAgain();
+    const x = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await cluster.sql('CREATE TABLE after_restart AS SELECT g FROM generate_series(1, 1000) g');
+    const file = await cluster.sql("SELECT pg_relation_filepath('after_restart')");
+    const r = await run([
+      'sql',
+      '-t',
+      '--format',
+      'csv',
+      '-c',
+      `SELECT path FROM ptrack_get_pagemapset('${x}')`,
+    ]);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(r.stdout.split(/\r?\n/)).toContain(file);
+  });
+
   it('runs queries in a worker thread: /status answers while a long query runs', async () => {
     const long = daemon!.http('POST', '/query', {
       sql: 'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000000) SELECT count(*) FROM n',
