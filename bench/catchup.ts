@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLsn } from '../src/wal/index.ts';
 import { followArgs } from '../test/helpers/daemon.ts';
@@ -9,7 +9,16 @@ import { freePort, PgCluster } from '../test/helpers/pg-cluster.ts';
 
 export interface CatchUpResult {
   readonly backlogBytes: number;
+  /** pg_receivewal --no-sync from a slot to a directory: the median of three runs, and the runs. */
   readonly receivewalSeconds: number;
+  readonly receivewalRuns: readonly number[];
+  /** ptrackd --workers 2 from its start to the whole backlog applied, in the same three rounds. */
+  readonly ptrackdRuns: readonly number[];
+  /** CPU seconds pg_receivewal used in each pgbench run it followed, and the WAL each run wrote. */
+  readonly receivewalCpuSeconds: readonly number[];
+  readonly receivewalWalBytes: readonly number[];
+  /** The WAL each pgbench run with ptrackd attached wrote (ptrackdCpuSeconds is its CPU). */
+  readonly ptrackdWalBytes: readonly number[];
   readonly waldumpSeconds: number;
   /** ptrackd from its start to applying the whole backlog, by --workers. */
   readonly ptrackdSeconds: ReadonlyMap<number, number>;
@@ -29,6 +38,13 @@ export interface CatchUpResult {
 
 /** Linux reports CPU time in clock ticks of 1/100 s (USER_HZ) on every architecture Node runs on. */
 const USER_HZ = 100;
+
+/** User + system CPU seconds a running process has used so far. */
+function cpuSecondsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -79,9 +95,7 @@ export class Daemon {
   }
   /** User + system CPU seconds the daemon has used so far. */
   cpuSeconds(): number {
-    const stat = readFileSync(`/proc/${this.#child.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+    return cpuSecondsOf(this.#child.pid!);
   }
   async stop(): Promise<void> {
     if (this.#child.exitCode !== null) return;
@@ -118,11 +132,18 @@ export async function timed(f: () => Promise<unknown>): Promise<number> {
  */
 export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): Promise<CatchUpResult> {
   const cluster = await PgCluster.start({
-    settings: { wal_keep_size: "'8GB'", max_wal_size: "'4GB'", autovacuum: 'off', fsync: 'on' },
+    settings: {
+      wal_keep_size: "'8GB'",
+      max_wal_size: "'4GB'",
+      autovacuum: 'off',
+      fsync: 'on',
+      max_replication_slots: 12,
+      max_wal_senders: 12,
+    },
   });
   const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-bench-'));
   try {
-    for (const slot of ['recv', 'w1', 'w2', 'load']) {
+    for (const slot of ['recv1', 'recv2', 'recv3', 'w1', 'w2_1', 'w2_2', 'w2_3', 'load']) {
       await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
     }
     log(`building a ${backlogMb} MB WAL backlog with pgbench…`);
@@ -131,30 +152,54 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
     const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
     const backlogBytes = parseLsn(end) - parseLsn(start);
 
-    const receivewalSeconds = await timed(() =>
-      cluster.client('pg_receivewal', [
-        '-D',
-        mkdtempSync(join(scratch, 'recv-')),
-        '-S',
-        'recv',
-        '-E',
-        end,
-        '-n',
-      ]),
-    );
+    // pg_receivewal --no-sync: the cost of receiving the bytes, not of the disk's fsyncs (issue 16 §3).
+    const receiveOnce = (round: number) =>
+      timed(() =>
+        cluster.client('pg_receivewal', [
+          '-D',
+          mkdtempSync(join(scratch, 'recv-')),
+          '-S',
+          `recv${round}`,
+          '-E',
+          end,
+          '-n',
+          '--no-sync',
+        ]),
+      );
+    const catchUpOnce = async (slot: string, workers: number) => {
+      const t = performance.now();
+      const daemon = await Daemon.spawn(cluster, slot, join(scratch, slot), workers);
+      await daemon.waitApplied(parseLsn(end));
+      const seconds = (performance.now() - t) / 1000;
+      await daemon.stop();
+      return { seconds, maxRssMb: daemon.maxRssMb };
+    };
     const waldumpSeconds = await timed(() =>
       cluster.client('pg_waldump', ['--stats=record', '-p', cluster.walDir, '-s', start, '-e', end]),
     );
-    const ptrackdSeconds = new Map<number, number>();
+    // Three rounds, alternating which goes first, each from its own slot holding the whole backlog.
+    const receivewalRuns: number[] = [];
+    const ptrackdRuns: number[] = [];
     const ptrackdMaxRssMb = new Map<number, number>();
-    for (const workers of [1, 2]) {
-      const t = performance.now();
-      const daemon = await Daemon.spawn(cluster, `w${workers}`, join(scratch, `w${workers}`), workers);
-      await daemon.waitApplied(parseLsn(end));
-      ptrackdSeconds.set(workers, (performance.now() - t) / 1000);
-      ptrackdMaxRssMb.set(workers, daemon.maxRssMb);
-      await daemon.stop();
+    for (let round = 1; round <= 3; round++) {
+      const steps = [
+        async () => receivewalRuns.push(await receiveOnce(round)),
+        async () => {
+          const r = await catchUpOnce(`w2_${round}`, 2);
+          ptrackdRuns.push(r.seconds);
+          ptrackdMaxRssMb.set(2, Math.max(ptrackdMaxRssMb.get(2) ?? 0, r.maxRssMb));
+        },
+      ];
+      for (const step of round % 2 === 1 ? steps : steps.reverse()) await step();
     }
+    const one = await catchUpOnce('w1', 1);
+    ptrackdMaxRssMb.set(1, one.maxRssMb);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const receivewalSeconds = median(receivewalRuns);
+    const ptrackdSeconds = new Map([
+      [1, one.seconds],
+      [2, median(ptrackdRuns)],
+    ]);
 
     // Under load: the same pgbench, alternating, ptrackd (default workers) attached or not.
     await cluster.client('pgbench', ['-i', '-q', '-s', '10']);
@@ -185,7 +230,10 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
       });
       try {
         await sleep(1000);
-        return await pgbench();
+        const cpu = cpuSecondsOf(recv.pid!);
+        const tps = await pgbench();
+        receivewalCpuSeconds.push(cpuSecondsOf(recv.pid!) - cpu);
+        return tps;
       } finally {
         recv.kill('SIGINT');
         await new Promise((r) => recv.once('exit', r));
@@ -193,6 +241,15 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
       }
     };
     const ptrackdCpuSeconds: number[] = [];
+    const receivewalCpuSeconds: number[] = [];
+    const ptrackdWalBytes: number[] = [];
+    const receivewalWalBytes: number[] = [];
+    const walOf = async (run: () => Promise<number>, into: number[]) => {
+      const before = parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
+      const tps = await run();
+      into.push(parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()')) - before);
+      return tps;
+    };
     const withPtrackd = () =>
       attached(async (daemon) => {
         const cpu = daemon.cpuSeconds();
@@ -203,8 +260,8 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
     // TPS drifts over a run of runs (caches warm up), so each round reverses the order of the last.
     const kinds = [
       async () => tpsWithout.push(await pgbench()),
-      async () => tpsWith.push(await withPtrackd()),
-      async () => tpsReceivewal.push(await withReceivewal()),
+      async () => tpsWith.push(await walOf(withPtrackd, ptrackdWalBytes)),
+      async () => tpsReceivewal.push(await walOf(withReceivewal, receivewalWalBytes)),
     ];
     for (let round = 0; round < 4; round++) {
       for (const run of round % 2 === 0 ? kinds : [...kinds].reverse()) await run();
@@ -232,6 +289,11 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
     return {
       backlogBytes,
       receivewalSeconds,
+      receivewalRuns,
+      ptrackdRuns,
+      receivewalCpuSeconds,
+      ptrackdWalBytes,
+      receivewalWalBytes,
       waldumpSeconds,
       ptrackdSeconds,
       ptrackdMaxRssMb,
@@ -246,4 +308,57 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
     await cluster.destroy();
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/** The catch-up and steady-load results, as `npm run bench` prints them. */
+export function printCatchUp(c: CatchUpResult, log: (s: string) => void): void {
+  const mbOf = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(0);
+  log(
+    `\nEnd to end from a slot holding ${(c.backlogBytes / 2 ** 20).toFixed(0)} MB of WAL (one server; three rounds, alternating)`,
+  );
+  log(
+    `  pg_receivewal --no-sync        ${c.receivewalSeconds.toFixed(2)} s  ${mbOf(c.backlogBytes, c.receivewalSeconds)} MB/s  (median; runs ${c.receivewalRuns.map((s) => s.toFixed(2)).join(', ')})`,
+  );
+  log(
+    `  pg_waldump --stats=record      ${c.waldumpSeconds.toFixed(2)} s  ${mbOf(c.backlogBytes, c.waldumpSeconds)} MB/s`,
+  );
+  for (const [workers, s] of c.ptrackdSeconds) {
+    log(
+      `  ptrackd --workers ${workers}           ${s.toFixed(2)} s  ${mbOf(c.backlogBytes, s)} MB/s  (${(s / c.receivewalSeconds).toFixed(2)}x pg_receivewal's time, max RSS ${c.ptrackdMaxRssMb.get(workers)!.toFixed(0)} MB${workers === 2 ? `; runs ${c.ptrackdRuns.map((r, i) => `${r.toFixed(2)} (${(r / c.receivewalRuns[i]).toFixed(2)}x)`).join(', ')}` : ''})`,
+    );
+  }
+  const avg = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const overhead = (1 - avg(c.tpsWith) / avg(c.tpsWithout)) * 100;
+  log(
+    '\npgbench -c 4 -j 2 -T 10, alternating without / with ptrackd attached / with pg_receivewal, the order reversed each round',
+  );
+  log(`  TPS without: ${c.tpsWithout.map((t) => t.toFixed(0)).join(', ')}`);
+  log(`  TPS with:    ${c.tpsWith.map((t) => t.toFixed(0)).join(', ')}`);
+  log(
+    `  TPS with pg_receivewal instead: ${c.tpsReceivewal.map((t) => t.toFixed(0)).join(', ')} (${((1 - avg(c.tpsReceivewal) / avg(c.tpsWithout)) * 100).toFixed(1)}%: a walsender's own cost)`,
+  );
+  const lostReceivewal = (1 - avg(c.tpsReceivewal) / avg(c.tpsWithout)) * 100;
+  log(
+    `  TPS lost: ${overhead.toFixed(1)}% with ptrackd, ${lostReceivewal.toFixed(1)}% with pg_receivewal: ${(overhead - lostReceivewal).toFixed(1)} points more (target <= 3)`,
+  );
+  log(
+    `  overhead ${overhead.toFixed(1)}%; lag from receipt to applied: p50 ${c.lagP50Ms.toFixed(0)} ms, p99 ${c.lagP99Ms.toFixed(0)} ms`,
+  );
+  const cores = availableParallelism();
+  log(
+    `  ptrackd's CPU per run: ${c.ptrackdCpuSeconds.map((s) => s.toFixed(2)).join(', ')} s = ${((avg(c.ptrackdCpuSeconds) / (10 * cores)) * 100).toFixed(1)}% of the ${cores} cores' 10 s, which a saturated server loses`,
+  );
+
+  const perGb = (cpu: readonly number[], wal: readonly number[]) =>
+    cpu.reduce((a, b) => a + b, 0) / (wal.reduce((a, b) => a + b, 0) / 2 ** 30);
+  const ptrackdPerGb = perGb(c.ptrackdCpuSeconds, c.ptrackdWalBytes);
+  const receivewalPerGb = perGb(c.receivewalCpuSeconds, c.receivewalWalBytes);
+  log(
+    `  CPU per GB of WAL followed: ptrackd ${ptrackdPerGb.toFixed(2)} s, pg_receivewal ${receivewalPerGb.toFixed(2)} s = ${(ptrackdPerGb / receivewalPerGb).toFixed(2)}x (target <= 3x)`,
+  );
+}
+
+if (import.meta.main) {
+  const log = (s: string) => process.stdout.write(`${s}\n`);
+  printCatchUp(await benchCatchUp(log, Number(process.env.PTRACKD_BENCH_BACKLOG_MB ?? 1024)), log);
 }

@@ -1,6 +1,6 @@
-import { availableParallelism, cpus } from 'node:os';
+import { cpus } from 'node:os';
 import { benchBackfill, printBackfill } from './backfill.ts';
-import { benchCatchUp } from './catchup.ts';
+import { benchCatchUp, printCatchUp } from './catchup.ts';
 import { benchCrc32c } from './crc32c.ts';
 import { benchDecode } from './decode.ts';
 import { benchLargeMap, benchMarking, benchResize } from './map.ts';
@@ -73,38 +73,9 @@ for (const p of pools) {
 
 const backlogMb = Number(process.env.PTRACKD_BENCH_BACKLOG_MB ?? 1024);
 const c = await benchCatchUp(log, backlogMb);
-const mbOf = (bytes: number, s: number) => (bytes / 1e6 / s).toFixed(0);
-log(
-  `\nEnd to end from a slot holding ${(c.backlogBytes / 2 ** 20).toFixed(0)} MB of WAL (one server, one run)`,
-);
-log(
-  `  pg_receivewal to disk          ${c.receivewalSeconds.toFixed(2)} s  ${mbOf(c.backlogBytes, c.receivewalSeconds)} MB/s`,
-);
-log(
-  `  pg_waldump --stats=record      ${c.waldumpSeconds.toFixed(2)} s  ${mbOf(c.backlogBytes, c.waldumpSeconds)} MB/s`,
-);
-for (const [workers, s] of c.ptrackdSeconds) {
-  log(
-    `  ptrackd --workers ${workers}           ${s.toFixed(2)} s  ${mbOf(c.backlogBytes, s)} MB/s  (${(s / c.receivewalSeconds).toFixed(2)}x pg_receivewal's time, max RSS ${c.ptrackdMaxRssMb.get(workers)!.toFixed(0)} MB)`,
-  );
-}
-const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+printCatchUp(c, log);
+const avg = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const overhead = (1 - avg(c.tpsWith) / avg(c.tpsWithout)) * 100;
-log(
-  '\npgbench -c 4 -j 2 -T 10, alternating without / with ptrackd attached / with pg_receivewal, the order reversed each round',
-);
-log(`  TPS without: ${c.tpsWithout.map((t) => t.toFixed(0)).join(', ')}`);
-log(`  TPS with:    ${c.tpsWith.map((t) => t.toFixed(0)).join(', ')}`);
-log(
-  `  TPS with pg_receivewal instead: ${c.tpsReceivewal.map((t) => t.toFixed(0)).join(', ')} (${((1 - avg(c.tpsReceivewal) / avg(c.tpsWithout)) * 100).toFixed(1)}%: a walsender's own cost)`,
-);
-log(
-  `  overhead ${overhead.toFixed(1)}%; lag from receipt to applied: p50 ${c.lagP50Ms.toFixed(0)} ms, p99 ${c.lagP99Ms.toFixed(0)} ms`,
-);
-const cores = availableParallelism();
-log(
-  `  ptrackd's CPU per run: ${c.ptrackdCpuSeconds.map((s) => s.toFixed(2)).join(', ')} s = ${((avg(c.ptrackdCpuSeconds) / (10 * cores)) * 100).toFixed(1)}% of the ${cores} cores' 10 s, which a saturated server loses`,
-);
 
 const big = benchLargeMap();
 log(
@@ -152,11 +123,11 @@ const rows: [string, string, string, string, string, boolean][] = [
   ],
   [
     '2 end to end from a slot',
-    '<= 1.2x',
-    `pg_receivewal ${c.receivewalSeconds.toFixed(2)} s`,
+    '<= 1.0x each run',
+    `--no-sync ${c.receivewalSeconds.toFixed(2)} s`,
     `${e2e.toFixed(2)} s`,
     `${(e2e / c.receivewalSeconds).toFixed(2)}x`,
-    e2e / c.receivewalSeconds <= 1.2,
+    c.ptrackdRuns.every((r, i) => r <= c.receivewalRuns[i]),
   ],
   [
     '3 TPS overhead',
