@@ -915,7 +915,8 @@ export class ServerWalPosition {
   }
 
   async #ask(): Promise<Lsn> {
-    const client = (this.#client ??= this.#connect());
+    this.#client ??= this.#connect();
+    const client = this.#client;
     let timer: NodeJS.Timeout | undefined;
     try {
       const result = await Promise.race([
