@@ -83,13 +83,25 @@ export function readSegment(f: SegmentFile): Buffer {
   }
 }
 
+/** The first `n` bytes of a segment file (fewer if it is shorter): a compressed one is read whole. */
+function readSegmentStart(f: SegmentFile, n: number): Uint8Array {
+  if (f.gzip) return readSegment(f).subarray(0, n);
+  const fd = openSync(f.path, 'r');
+  try {
+    const bytes = new Uint8Array(n);
+    return bytes.subarray(0, readSync(fd, bytes, 0, n, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * wal_segment_size, from the long page header of the first file that has one: pg_wal may also hold
  * preallocated segments of zeros, and those never come first in name order unless nothing precedes them.
  */
 export function segmentSizeOfFiles(files: readonly SegmentFile[]): number {
   for (const f of files) {
-    const bytes = readSegment(f);
+    const bytes = readSegmentStart(f, 40);
     const dv = new DataView(bytes.buffer, bytes.byteOffset, Math.min(bytes.length, 40));
     if (bytes.length < 40 || (dv.getUint16(2, true) & 0x0002) === 0) continue;
     const size = dv.getUint32(32, true);
