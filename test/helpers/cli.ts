@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
 import { REPO_ROOT } from './fixtures.ts';
 
 export interface CliResult {
@@ -19,6 +20,14 @@ export function runPtrackd(
       Object.entries({ ...process.env, ...options.env }).filter(([, v]) => v !== undefined),
     );
     const child = spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { env });
+    // A test that times out must not leave the command running (a daemon holds its port and directory).
+    try {
+      onTestFinished(() => {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      });
+    } catch {
+      // called from a hook rather than a test: the hook waits for the command itself
+    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b) => out.push(b));
