@@ -178,12 +178,13 @@ describe('ptrackd --slot: the daemon follows the server and never loses a change
 describe('ptrackd sql --offline and the interactive prompt (daemon stopped)', () => {
   let cluster: PgCluster;
   let dataDir: string;
-  const home = mkdtempSync(join(tmpdir(), 'ptrackd-home-'));
+  let home: string;
   const tmux = (...args: string[]) =>
     execFileSync('tmux', ['-L', 'ptrackd-test', ...args], { encoding: 'utf8' });
 
   beforeAll(async () => {
     cluster = await PgCluster.start({ settings: { wal_keep_size: "'1GB'" } });
+    home = mkdtempSync(join(tmpdir(), 'ptrackd-home-'));
     dataDir = mkdtempSync(join(tmpdir(), 'ptrackd-offline-'));
     const daemon = await DaemonProcess.start(cluster, dataDir);
     await cluster.client('pgbench', ['-i', '-q', '-s', '1']);
@@ -208,7 +209,7 @@ describe('ptrackd sql --offline and the interactive prompt (daemon stopped)', ()
       // no tmux server left: the prompt quit
     }
     await cluster?.destroy();
-    for (const d of [dataDir, home]) rmSync(d, { recursive: true, force: true });
+    for (const d of [dataDir, home]) if (d) rmSync(d, { recursive: true, force: true });
   });
 
   it('--offline answers from the last checkpoint and says up to which LSN', async () => {
