@@ -1,9 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { findSegmentFiles, readSegments } from '../src/cli/wal-files.ts';
 import { parseLsn, WalStreamDecoder } from '../src/wal/index.ts';
-import { pgBinDir } from '../test/helpers/pg-cluster.ts';
-import type { WalCorpus } from './wal-corpus.ts';
+import { pgWaldumpStats, type WalCorpus } from './wal-corpus.ts';
 
 export interface DecodeResult {
   readonly bytes: number;
@@ -22,21 +20,8 @@ export function benchDecode(corpus: WalCorpus, runs = 10): DecodeResult {
   const end = parseLsn(corpus.end);
   const waldump = () => {
     const t = performance.now();
-    const r = spawnSync(
-      join(pgBinDir(), 'pg_waldump'),
-      [
-        '--stats=record',
-        '-p',
-        corpus.dir,
-        '-s',
-        corpus.start,
-        '-e',
-        corpus.end,
-        corpus.firstSegment,
-        corpus.lastSegment,
-      ],
-      { encoding: 'utf8', maxBuffer: 1 << 26 },
-    );
+    const [program, ...args] = pgWaldumpStats(corpus);
+    const r = spawnSync(program, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
     if (r.status !== 0) throw new Error(`pg_waldump failed: ${r.stderr}`);
     return { seconds: (performance.now() - t) / 1000, records: Number(/^Total\s+(\d+)/m.exec(r.stdout)![1]) };
   };

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatLsn, parseLsn } from '../src/wal/index.ts';
 import { REPO_ROOT } from '../test/helpers/fixtures.ts';
-import { PgCluster, pgBinDir } from '../test/helpers/pg-cluster.ts';
+import { PgCluster } from '../test/helpers/pg-cluster.ts';
 import { Daemon } from './catchup.ts';
-import type { WalCorpus } from './wal-corpus.ts';
+import { pgWaldumpStats, type WalCorpus } from './wal-corpus.ts';
 
 /** One command's runs: wall seconds (median and range) and its peak resident set (MB, largest run). */
 export interface CommandRuns {
@@ -104,19 +104,7 @@ export async function benchStartup(
     log(`timing ptrackd waldump and pg_waldump over ${waldumpMb} MB of WAL (5 rounds)…`);
     const [pgWaldump, ptrackdWaldump] = interleaved(
       [
-        [
-          'pg_waldump --stats=record',
-          [
-            join(pgBinDir(), 'pg_waldump'),
-            '--stats=record',
-            '-p',
-            corpus.dir,
-            '-s',
-            corpus.start,
-            '-e',
-            endLsn,
-          ],
-        ],
+        ['pg_waldump --stats=record', pgWaldumpStats(corpus, endLsn)],
         [
           'ptrackd waldump --stats=record',
           [PTRACKD, 'waldump', '--stats=record', '--start', corpus.start, '--end', endLsn, corpus.dir],

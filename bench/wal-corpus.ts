@@ -1,6 +1,6 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PgCluster } from '../test/helpers/pg-cluster.ts';
+import { PgCluster, pgBinDir } from '../test/helpers/pg-cluster.ts';
 
 /** A WAL corpus for benchmarks: segment files plus the LSN range that holds complete records. */
 export interface WalCorpus {
@@ -60,4 +60,9 @@ export async function walCorpus(log: (s: string) => void, kind: CorpusKind = 'pg
   } finally {
     await cluster.destroy();
   }
+}
+
+/** The yardstick's command line: `pg_waldump --stats=record` over the corpus from its start to `end`. */
+export function pgWaldumpStats(corpus: WalCorpus, end = corpus.end): string[] {
+  return [join(pgBinDir(), 'pg_waldump'), '--stats=record', '-p', corpus.dir, '-s', corpus.start, '-e', end];
 }
