@@ -97,13 +97,13 @@ active proctype ptrackd() {
 #if MARK_BEFORE_APPLIED
          applied = rec;                                                          /* ChunkPipeline.#applyHead */
 #else
-         if :: map[PAGE(rec)] < rec -> map[PAGE(rec)] = rec :: else -> skip fi;
+         if :: map[PAGE(rec)] < rec -> map[PAGE(rec)] = rec :: else -> skip fi;   /* (mutant: mark last) */
 #endif
          applying = 0; rec = 0
        }
   /* Tracker.#checkpoint: the LSN is taken, the checkpoint thread writes the map as it is then (a superset
      of what that LSN needs), Catalog.recordCheckpoint, and WalStream.sendStatus reports the flush position. */
-  :: checkpointing == 0 && !applying -> ckpt = applied; checkpointing = 1
+  :: checkpointing == 0 -> ckpt = applied; checkpointing = 1   /* Tracker.#checkpoint: const lsn = applied */
   :: checkpointing == 1 ->
        atomic {
 #if MAP_FILE_BEFORE_CATALOG
@@ -120,13 +120,15 @@ active proctype ptrackd() {
 #else
          file_map[0] = map[0]; file_map[1] = map[1];
 #endif
-         if :: connected -> slot_restart = FLUSH_POSITION :: else -> skip fi;
+         if :: connected -> slot_restart = FLUSH_POSITION :: else -> skip fi;   /* WalStream.sendStatus */
          checkpointing = 0; ckpt = 0
        }
   /* A standby status update between checkpoints (keepalive replies) reports the flush position too. */
-  :: connected -> slot_restart = FLUSH_POSITION
-  /* The connection is cut: ptrackd keeps its memory and reconnects (Tracker.#follow's retry). */
-  :: connected && disconnects < DISCONNECTS -> connected = false; disconnects++
+  :: connected -> slot_restart = FLUSH_POSITION        /* WalStream's status timer: sendStatus(positions()) */
+  /* The connection is cut: ptrackd keeps its memory and reconnects (Tracker.#follow's retry); a record
+     decoded but not yet applied is dropped with the pipeline (ChunkPipeline.close), its marks stay. */
+  :: connected && disconnects < DISCONNECTS ->
+       atomic { connected = false; applying = 0; rec = 0; disconnects++ }   /* Tracker.#follow's catch */
   /* kill -9 anywhere: memory is gone; Tracker.start loads the last checkpoint (loadCheckpointedMap). */
   :: crashes < CRASHES ->
        atomic {
