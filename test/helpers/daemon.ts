@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { formatLsn, type Lsn } from '../../src/wal/index.ts';
 import { REPO_ROOT } from './fixtures.ts';
-import { reportedBlocks } from './oracle.ts';
+import { clusterPagesChangedSince, reportedBlocks } from './oracle.ts';
 import { freePort, type PgCluster } from './pg-cluster.ts';
 
 export interface QueryAnswer {
@@ -95,6 +95,11 @@ export class DaemonProcess {
     }
   }
 
+  /** Waits until the daemon has logged a line matching `pattern` (its log reaches the pipe when it does). */
+  async untilLogged(pattern: RegExp, ms = 60_000): Promise<void> {
+    await this.until(async () => pattern.test(this.#output), `log ${pattern}`, ms);
+  }
+
   get output(): string {
     return this.#output;
   }
@@ -130,6 +135,20 @@ export class DaemonProcess {
         pagemap: Buffer.from(hex.slice(2), 'hex'),
       })),
     );
+  }
+
+  /**
+   * The page-LSN oracle through this daemon: the pages of `cluster` whose LSN is >= `since` (checked
+   * after a CHECKPOINT), and those of them pagemapset(since) did not report once `waitLsn` is applied.
+   */
+  async pagesMissed(
+    cluster: PgCluster,
+    since: Lsn,
+    waitLsn: string,
+  ): Promise<{ changed: number; missed: string[] }> {
+    const expected = await clusterPagesChangedSince(cluster, since);
+    const reported = await this.changedBlocks(since, waitLsn);
+    return { changed: expected.size, missed: [...expected].filter((p) => !reported.has(p)) };
   }
 
   /** Sends a signal and resolves with the exit code. */
