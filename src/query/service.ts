@@ -41,12 +41,6 @@ export class StaleAnswerError extends Error {
   }
 }
 
-/**
- * The daemon's answers, shared by its HTTP endpoint and its PostgreSQL-protocol endpoint: each statement
- * waits until the map has applied WAL up to the LSN that makes it fresh, then runs in a query worker
- * thread (so that a big scan never stalls the replication loop), which starts with the first query and
- * goes after a minute idle (backups ask in bursts; an idle thread is memory).
- */
 /** Where the server's WAL is now: what an answer must have applied to be fresh. */
 export interface ServerPosition {
   read(): Promise<Lsn>;
@@ -54,6 +48,12 @@ export interface ServerPosition {
   close(): void;
 }
 
+/**
+ * The daemon's answers, shared by its HTTP endpoint and its PostgreSQL-protocol endpoint: each statement
+ * waits until the map has applied WAL up to the LSN that makes it fresh, then runs in a query worker
+ * thread (so that a big scan never stalls the replication loop), which starts with the first query and
+ * goes after a minute idle (backups ask in bursts; an idle thread is memory).
+ */
 export class QueryService {
   readonly #source: AnswerSource;
   readonly #pgdata: string | undefined;

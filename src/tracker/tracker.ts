@@ -866,11 +866,17 @@ async function suggestedMapSize(config: pg.ClientConfig): Promise<number> {
   });
 }
 
-/** A regular (non-replication) connection for what the replication protocol cannot ask before 15. */
-async function withSql<T>(config: pg.ClientConfig, f: (c: pg.Client) => Promise<T>): Promise<T> {
+/** A regular (non-replication) connection, to database postgres unless the settings name another. */
+async function sqlClient(config: pg.ClientConfig): Promise<pg.Client> {
   const { default: pgModule } = await import('pg');
   const client = new pgModule.Client({ database: 'postgres', ...config });
   await connectClient(client, 'could not connect');
+  return client;
+}
+
+/** A regular (non-replication) connection for what the replication protocol cannot ask before 15. */
+async function withSql<T>(config: pg.ClientConfig, f: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = await sqlClient(config);
   try {
     return await f(client);
   } finally {
@@ -915,8 +921,7 @@ export class ServerWalPosition {
   }
 
   async #ask(): Promise<Lsn> {
-    this.#client ??= this.#connect();
-    const client = this.#client;
+    const client = this.#client ?? this.#connect();
     let timer: NodeJS.Timeout | undefined;
     try {
       const result = await Promise.race([
@@ -942,21 +947,18 @@ export class ServerWalPosition {
     if (this.#client) this.#drop(this.#client);
   }
 
-  async #connect(): Promise<pg.Client> {
-    const { default: pgModule } = await import('pg');
-    const client = new pgModule.Client({
-      database: 'postgres',
-      connectionTimeoutMillis: this.#timeoutMs,
-      ...this.#config,
-    });
-    await connectClient(client, 'could not connect');
-    // #ask() stored this connection's promise before the first await above. When the connection ends
-    // (the server restarting, idle_session_timeout), the next question connects again.
-    const mine = this.#client;
-    client.on('end', () => {
-      if (this.#client === mine) this.#client = undefined;
-    });
-    return client;
+  /** A new connection, kept until it fails or ends (the server restarting, idle_session_timeout). */
+  #connect(): Promise<pg.Client> {
+    const connecting = sqlClient({ connectionTimeoutMillis: this.#timeoutMs, ...this.#config });
+    this.#client = connecting;
+    connecting.then(
+      (c) =>
+        c.on('end', () => {
+          if (this.#client === connecting) this.#client = undefined;
+        }),
+      () => {},
+    );
+    return connecting;
   }
 
   #drop(client: Promise<pg.Client>): void {
