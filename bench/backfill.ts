@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseLsn } from '../src/wal/index.ts';
 import { archived } from '../test/helpers/archiving.ts';
 import { PgCluster } from '../test/helpers/pg-cluster.ts';
-import { Daemon, pgbenchBacklog, timed } from './catchup.ts';
+import { Daemon, median, pgbenchBacklog, timed } from './catchup.ts';
 
 export interface BackfillResult {
   readonly backlogBytes: number;
@@ -90,8 +90,6 @@ export async function benchBackfill(
     rmSync(scratch, { recursive: true, force: true });
   }
 }
-
-const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 export function printBackfill(log: (s: string) => void, r: BackfillResult): void {
   const mb = r.backlogBytes / 2 ** 20;

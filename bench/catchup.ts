@@ -117,6 +117,11 @@ export async function pgbenchBacklog(cluster: PgCluster, backlogMb: number): Pro
   return start;
 }
 
+/** The middle value (the upper middle of an even count). */
+export function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+}
+
 export async function timed(f: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
   await f();
@@ -194,7 +199,6 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
     }
     const one = await catchUpOnce('w1', 1);
     ptrackdMaxRssMb.set(1, one.maxRssMb);
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const receivewalSeconds = median(receivewalRuns);
     const ptrackdSeconds = new Map([
       [1, one.seconds],

@@ -6,6 +6,7 @@ import { DaemonProcess } from '../test/helpers/daemon.ts';
 import { REPO_ROOT } from '../test/helpers/fixtures.ts';
 import { freePort, PgCluster } from '../test/helpers/pg-cluster.ts';
 import { scratchDir } from '../test/helpers/scratch.ts';
+import { median } from './catchup.ts';
 
 const PG_PROBACKUP = join(REPO_ROOT, '../shared/tools/pg_probackup-15/pg_probackup');
 
@@ -272,7 +273,6 @@ export function printProbackup(r: ProbackupBench, log: (s: string) => void): voi
       `  ${x.mode.padEnd(8)} ${x.seconds.toFixed(1).padStart(8)} ${(x.seconds / full.seconds).toFixed(2).padStart(8)}x ${mb(x.readBytes).padStart(14)} MB = ${(x.readBytes / full.readBytes).toFixed(3)}x FULL ${mb(x.readBytesAll).padStart(12)} MB ${mb(x.dataBytes).padStart(12)} MB`,
     );
   }
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const direct = median(r.relay.direct.tps);
   log('  pgbench -S, median of 3 rounds:   TPS   vs direct   latency ms');
   for (const [via, x] of Object.entries(r.relay)) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { formatLsn, parseLsn } from '../src/wal/index.ts';
 import { REPO_ROOT } from '../test/helpers/fixtures.ts';
 import { PgCluster } from '../test/helpers/pg-cluster.ts';
-import { Daemon } from './catchup.ts';
+import { Daemon, median } from './catchup.ts';
 import { pgWaldumpStats, type WalCorpus } from './wal-corpus.ts';
 
 /** One command's runs: wall seconds (median and range) and its peak resident set (MB, largest run). */
@@ -57,13 +57,13 @@ function interleaved(
     for (const [i, [, argv]] of commands.entries()) runs[i].push(runOnce(argv, scratch));
   }
   return commands.map(([name], i) => {
-    const seconds = runs[i].map((r) => r.seconds).sort((a, b) => a - b);
+    const seconds = runs[i].map((r) => r.seconds);
     const rss = runs[i].map((r) => r.rssMb ?? Number.NaN);
     return {
       name,
-      median: seconds[Math.floor(seconds.length / 2)],
-      min: seconds[0],
-      max: seconds.at(-1)!,
+      median: median(seconds),
+      min: Math.min(...seconds),
+      max: Math.max(...seconds),
       peakRssMb: GNU_TIME ? Math.max(...rss) : undefined,
     };
   });
