@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { formatLsn, type Lsn, MAGIC_TO_MAJOR, parseLsn } from '../wal/index.ts';
-import { PrimaryKeepalive, parseCopyData, standbyStatusUpdate, XLogData } from './messages.ts';
+import { CopyBothReader } from './copy-both.ts';
+import { standbyStatusUpdate } from './messages.ts';
 
 /** The versions whose WAL the decoder reads. */
 export const SUPPORTED_MAJORS = [...MAGIC_TO_MAJOR.values()];
@@ -30,10 +31,11 @@ export class ReplicationError extends Error {
 
 export interface StreamHandlers {
   /**
-   * WAL bytes in order. `bytes` is valid only during the call (the connection reuses its read buffer):
-   * copy what must outlive it.
+   * WAL bytes in order, from `walStart` on, as they come off the socket (pieces of XLogData messages);
+   * `walEnd` is the server's flush position (or the timeline's switch point) when it sent them. `bytes`
+   * is valid only during the call: copy what must outlive it.
    */
-  readonly onWal: (message: XLogData) => void;
+  readonly onWal: (bytes: Uint8Array, walStart: Lsn, walEnd: Lsn) => void;
   /** The positions to report when the server asks for a reply (flush: the last durable checkpoint). */
   readonly positions: () => Lsn;
   /**
@@ -175,19 +177,45 @@ export class WalStream {
     this.#client = client;
     const connection = (client as unknown as { connection: PgConnection }).connection;
     let failure: unknown;
-    const onCopyData = (msg: { chunk: Buffer }) => {
-      this.#lastHeard = Date.now();
+    /** A handler's error ends the copy; the server's messages up to the end of the command still count. */
+    const guarded =
+      <A extends unknown[]>(f: (...args: A) => void) =>
+      (...args: A) => {
+        if (failure) return;
+        this.#lastHeard = Date.now();
+        try {
+          f(...args);
+        } catch (e) {
+          failure = e;
+          this.stop();
+        }
+      };
+    const reader = new CopyBothReader({
+      onWal: guarded(handlers.onWal),
+      onKeepalive: guarded((_walEnd: Lsn, replyRequested: boolean) => {
+        if (replyRequested) this.sendStatus(handlers.positions());
+      }),
+      onOther: (bytes) => pgParse(bytes),
+    });
+    // Ours reads the socket while the stream lasts and hands node-postgres every message but CopyData.
+    // The connection is idle now, so its parser holds no partial message: both start at a boundary.
+    const socket = connection.stream;
+    const [pgParse, ...others] = socket.listeners('data');
+    if (!pgParse || others.length > 0) {
+      throw new ReplicationError('node-postgres reads its socket in a way this version does not know');
+    }
+    const onData = (bytes: Buffer) => {
       try {
-        const m = parseCopyData(msg.chunk);
-        if (m instanceof XLogData) handlers.onWal(m);
-        else if (m instanceof PrimaryKeepalive && m.replyRequested) this.sendStatus(handlers.positions());
+        reader.push(bytes);
       } catch (e) {
+        // Framing lost (a malformed message): nothing after it can be read, so the connection goes.
         failure ??= e;
-        this.stop();
+        socket.destroy();
       }
     };
+    socket.removeListener('data', pgParse);
+    socket.on('data', onData);
     const onCopyDone = () => this.#endCopy(); // the server ended the timeline: answer CopyDone
-    connection.on('copyData', onCopyData);
     connection.on('copyDone', onCopyDone);
     const timeoutMs = handlers.timeoutMs ?? 60_000;
     let pinged = false;
@@ -229,7 +257,8 @@ export class WalStream {
     this.#done
       .finally(() => {
         clearInterval(watch);
-        connection.removeListener('copyData', onCopyData);
+        socket.removeListener('data', onData);
+        socket.on('data', pgParse);
         connection.removeListener('copyDone', onCopyDone);
       })
       .catch(() => {});
@@ -282,7 +311,14 @@ interface PgConnection {
   removeListener(event: string, listener: (...args: never[]) => void): void;
   sendCopyFromChunk(chunk: Buffer): void;
   endCopyFrom(): void;
-  stream: { pause(): void; resume(): void; destroy(): void };
+  stream: {
+    pause(): void;
+    resume(): void;
+    destroy(): void;
+    listeners(event: 'data'): ((bytes: Buffer) => void)[];
+    on(event: 'data', listener: (bytes: Buffer) => void): void;
+    removeListener(event: 'data', listener: (bytes: Buffer) => void): void;
+  };
 }
 
 function quoteSlot(slot: string): string {

@@ -10,10 +10,4 @@ export {
   WalStream,
 } from './connection.ts';
 export { connectionConfig, libpqDefaults, PasswordMissingError } from './conninfo.ts';
-export {
-  PrimaryKeepalive,
-  parseCopyData,
-  ReplicationProtocolError,
-  standbyStatusUpdate,
-  XLogData,
-} from './messages.ts';
+export { ReplicationProtocolError, standbyStatusUpdate } from './messages.ts';

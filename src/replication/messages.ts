@@ -13,61 +13,16 @@ export const ReplicationCode = {
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01). */
 const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;
 
-export class XLogData {
-  readonly name = 'XLogData';
-  /** LSN of the first byte of `bytes`. */
-  readonly walStart: Lsn;
-  /** The server's flush position (or the timeline's switch point) when it sent this. */
-  readonly walEnd: Lsn;
-  readonly bytes: Uint8Array;
-  constructor(walStart: Lsn, walEnd: Lsn, bytes: Uint8Array) {
-    this.walStart = walStart;
-    this.walEnd = walEnd;
-    this.bytes = bytes;
-  }
-}
-
-export class PrimaryKeepalive {
-  readonly name = 'PrimaryKeepalive';
-  readonly walEnd: Lsn;
-  /** The server disconnects after wal_sender_timeout unless it gets a status update. */
-  readonly replyRequested: boolean;
-  constructor(walEnd: Lsn, replyRequested: boolean) {
-    this.walEnd = walEnd;
-    this.replyRequested = replyRequested;
-  }
-}
-
 export class ReplicationProtocolError extends Error {
   override readonly name = 'ReplicationProtocolError';
 }
 
-function lsnAt(b: Uint8Array, o: number): Lsn {
+/** The big-endian LSN at `o`. */
+export function lsnAt(b: Uint8Array, o: number): Lsn {
   const dv = new DataView(b.buffer, b.byteOffset + o, 8);
   const hi = dv.getUint32(0);
   if (hi >= 0x200000) throw new ReplicationProtocolError('LSN beyond 2^53 in a replication message');
   return hi * 0x1_0000_0000 + dv.getUint32(4);
-}
-
-/**
- * Parses one CopyData payload. XLogData's bytes are a view into `chunk`, not a copy: WAL is copied once,
- * by whoever keeps it (the tracker, into its window).
- */
-export function parseCopyData(chunk: Uint8Array): XLogData | PrimaryKeepalive {
-  switch (chunk[0]) {
-    case ReplicationCode.XLogData: {
-      if (chunk.length < 25) throw new ReplicationProtocolError(`XLogData message of ${chunk.length} bytes`);
-      // A plain Uint8Array (not a Buffer, whose slice() would not copy).
-      const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset + 25, chunk.length - 25);
-      return new XLogData(lsnAt(chunk, 1), lsnAt(chunk, 9), bytes);
-    }
-    case ReplicationCode.PrimaryKeepalive: {
-      if (chunk.length < 18) throw new ReplicationProtocolError(`keepalive message of ${chunk.length} bytes`);
-      return new PrimaryKeepalive(lsnAt(chunk, 1), chunk[17] === 1);
-    }
-    default:
-      throw new ReplicationProtocolError(`unexpected replication message type 0x${chunk[0]?.toString(16)}`);
-  }
 }
 
 export interface StandbyStatus {

