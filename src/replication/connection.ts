@@ -48,6 +48,15 @@ export interface StreamHandlers {
 /** Status updates go out at least this often (ms), with the same positions. */
 const STATUS_INTERVAL_MS = 10_000;
 
+/**
+ * A read shorter than Node's 64 kB read buffer emptied the socket: WAL is trickling in (the walsender
+ * sends each commit's flush on its own), so the socket rests this long (ms) before the next read, which
+ * then takes everything sent meanwhile. Without it, a busy server's ~1000 small messages a second each
+ * woke ptrackd: the wake-ups, not the bytes, were most of its CPU under load, taken from the server.
+ */
+const TRICKLE_REST_MS = 10;
+const FULL_READ = 65536;
+
 /** How a stream ended: asked to stop, or the timeline ended (a promotion upstream) and where the next starts. */
 export type StreamEnd =
   | { readonly kind: 'stopped' }
@@ -170,6 +179,7 @@ export class WalStream {
   readonly #done: Promise<StreamEnd>;
   #copyDoneSent = false;
   #paused = false;
+  #resting: ReturnType<typeof setTimeout> | undefined;
   #lastHeard = Date.now();
   #lastStatus = 0;
 
@@ -211,6 +221,14 @@ export class WalStream {
         // Framing lost (a malformed message): nothing after it can be read, so the connection goes.
         failure ??= e;
         socket.destroy();
+        return;
+      }
+      if (bytes.length < FULL_READ && this.#resting === undefined && !this.#copyDoneSent) {
+        socket.pause();
+        this.#resting = setTimeout(() => {
+          this.#resting = undefined;
+          if (!this.#paused) socket.resume();
+        }, TRICKLE_REST_MS);
       }
     };
     socket.removeListener('data', pgParse);
@@ -257,7 +275,10 @@ export class WalStream {
     this.#done
       .finally(() => {
         clearInterval(watch);
+        clearTimeout(this.#resting);
+        this.#resting = undefined;
         socket.removeListener('data', onData);
+        socket.resume();
         socket.on('data', pgParse);
         connection.removeListener('copyDone', onCopyDone);
       })
@@ -286,7 +307,7 @@ export class WalStream {
 
   resume(): void {
     this.#paused = false;
-    this.#connection().stream.resume();
+    if (this.#resting === undefined) this.#connection().stream.resume();
   }
 
   /** Ends the copy from our side; `done` resolves once the server has finished too. */
