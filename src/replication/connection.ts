@@ -278,8 +278,8 @@ export class WalStream {
         clearTimeout(this.#resting);
         this.#resting = undefined;
         socket.removeListener('data', onData);
-        socket.resume();
         socket.on('data', pgParse);
+        socket.resume();
         connection.removeListener('copyDone', onCopyDone);
       })
       .catch(() => {});
