@@ -49,13 +49,13 @@ export interface StreamHandlers {
 const STATUS_INTERVAL_MS = 10_000;
 
 /**
- * A read shorter than Node's 64 kB read buffer emptied the socket: WAL is trickling in (the walsender
- * sends each commit's flush on its own), so the socket rests this long (ms) before the next read, which
- * then takes everything sent meanwhile. Without it, a busy server's ~1000 small messages a second each
- * woke ptrackd: the wake-ups, not the bytes, were most of its CPU under load, taken from the server.
+ * Once a read has brought everything the server had flushed when it sent it (XLogData's walEnd), WAL is
+ * trickling in (the walsender sends each commit's flush on its own), so the socket rests this long (ms)
+ * before the next read, which then takes everything sent meanwhile. Without it, a busy server's ~1000
+ * small messages a second each woke ptrackd: the wake-ups, not the bytes, were most of its CPU under
+ * load, taken from the server. (Not "a short read": over TLS every read is one 16 kB record.)
  */
 const TRICKLE_REST_MS = 10;
-const FULL_READ = 65536;
 
 /** How a stream ended: asked to stop, or the timeline ended (a promotion upstream) and where the next starts. */
 export type StreamEnd =
@@ -180,6 +180,8 @@ export class WalStream {
   #copyDoneSent = false;
   #paused = false;
   #resting: ReturnType<typeof setTimeout> | undefined;
+  /** The WAL received reaches the server's flush position as of the last XLogData. */
+  #caughtUp = false;
   #lastHeard = Date.now();
   #lastStatus = 0;
 
@@ -201,7 +203,10 @@ export class WalStream {
         }
       };
     const reader = new CopyBothReader({
-      onWal: guarded(handlers.onWal),
+      onWal: guarded((bytes: Buffer, walStart: Lsn, walEnd: Lsn) => {
+        this.#caughtUp = walStart + bytes.length >= walEnd;
+        handlers.onWal(bytes, walStart, walEnd);
+      }),
       onKeepalive: guarded((_walEnd: Lsn, replyRequested: boolean) => {
         if (replyRequested) this.sendStatus(handlers.positions());
       }),
@@ -223,7 +228,7 @@ export class WalStream {
         socket.destroy();
         return;
       }
-      if (bytes.length < FULL_READ && this.#resting === undefined && !this.#copyDoneSent) {
+      if (this.#caughtUp && this.#resting === undefined && !this.#copyDoneSent) {
         socket.pause();
         this.#resting = setTimeout(() => {
           this.#resting = undefined;
