@@ -83,31 +83,27 @@ export class CopyBothReader {
       return;
     }
     const kind = head[MESSAGE_HEADER];
-    const wanted =
-      kind === ReplicationCode.XLogData
-        ? XLOG_DATA_HEADER
-        : kind === ReplicationCode.PrimaryKeepalive
-          ? KEEPALIVE
-          : 0;
-    if (wanted === 0) {
-      throw new ReplicationProtocolError(`unexpected replication message type 0x${kind.toString(16)}`);
-    }
-    if (wanted === KEEPALIVE ? length !== KEEPALIVE : length < wanted) {
-      const what = wanted === KEEPALIVE ? 'keepalive' : 'XLogData';
-      throw new ReplicationProtocolError(`${what} message of ${length} bytes`);
-    }
-    if (this.#headLength < MESSAGE_HEADER + wanted) {
-      this.#headWanted = MESSAGE_HEADER + wanted;
-      return;
-    }
-    if (wanted === KEEPALIVE) {
+    if (kind === ReplicationCode.PrimaryKeepalive) {
+      if (length !== KEEPALIVE) throw new ReplicationProtocolError(`keepalive message of ${length} bytes`);
+      if (!this.#headHas(KEEPALIVE)) return;
       this.#h.onKeepalive(lsnAt(head, MESSAGE_HEADER + 1), head[MESSAGE_HEADER + 17] === 1);
       this.#nextMessage();
       return;
     }
+    if (kind !== ReplicationCode.XLogData) {
+      throw new ReplicationProtocolError(`unexpected replication message type 0x${kind.toString(16)}`);
+    }
+    if (length < XLOG_DATA_HEADER) throw new ReplicationProtocolError(`XLogData message of ${length} bytes`);
+    if (!this.#headHas(XLOG_DATA_HEADER)) return;
     this.#lsn = lsnAt(head, MESSAGE_HEADER + 1);
     this.#walEnd = lsnAt(head, MESSAGE_HEADER + 9);
     this.#startBody('wal', length - XLOG_DATA_HEADER);
+  }
+
+  /** Whether the CopyData's own header (`n` bytes) is all here; if not, asks for the rest of it. */
+  #headHas(n: number): boolean {
+    this.#headWanted = MESSAGE_HEADER + n;
+    return this.#headLength === this.#headWanted;
   }
 
   #startBody(body: 'wal' | 'other', length: number): void {
