@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Catalog } from '../src/catalog/index.ts';
 import { PtrackMap } from '../src/map/index.ts';
-import { loadCheckpointedMap, resizeCheckpointedMap, writeCheckpointFile } from '../src/tracker/index.ts';
+import {
+  commitCheckpoint,
+  loadCheckpointedMap,
+  resizeCheckpointedMap,
+  writeCheckpointFile,
+} from '../src/tracker/index.ts';
 
 /**
  * Blocks marked per second on one thread in a 64 MB map, with increasing LSNs as WAL replay gives them
@@ -43,7 +48,7 @@ export function benchLargeMap(): {
     const catalog = Catalog.open(join(dir, 'catalog.db'));
     catalog.initMap(mapMb, map.entries, 1, 'benchmark');
     let t = performance.now();
-    catalog.recordCheckpoint(0x2000000, writeCheckpointFile(dir, map).blockCrcs);
+    commitCheckpoint(dir, catalog, 0x2000000, writeCheckpointFile(dir, map).blockCrcs);
     const checkpointSeconds = (performance.now() - t) / 1000;
     t = performance.now();
     const loaded = loadCheckpointedMap(dir, catalog, (m) => {
@@ -102,12 +107,12 @@ export function benchResize(): { blocks: number; resizeSeconds: number; checkpoi
     for (const [rel, fork, n] of forks) {
       for (let b = 0; b < n; b++, blocks++) old.markBlock(1663, 5, rel, fork, b, 0x1000000 + blocks);
     }
-    catalog.recordCheckpoint(0x2000000, writeCheckpointFile(dir, old).blockCrcs);
+    commitCheckpoint(dir, catalog, 0x2000000, writeCheckpointFile(dir, old).blockCrcs);
     let t = performance.now();
     const { map } = resizeCheckpointedMap(dir, catalog, old, 128, () => {});
     const resizeSeconds = (performance.now() - t) / 1000;
     t = performance.now();
-    catalog.recordCheckpoint(0x2000000, writeCheckpointFile(dir, map).blockCrcs);
+    commitCheckpoint(dir, catalog, 0x2000000, writeCheckpointFile(dir, map).blockCrcs);
     const checkpointSeconds = (performance.now() - t) / 1000;
     catalog.close();
     return { blocks, resizeSeconds, checkpointSeconds };

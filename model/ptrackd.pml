@@ -107,7 +107,7 @@ active proctype ptrackd() {
   :: checkpointing == 1 ->
        atomic {
 #if MAP_FILE_BEFORE_CATALOG
-         file_map[0] = map[0]; file_map[1] = map[1];                  /* writeCheckpointFile */
+         file_map[0] = map[0]; file_map[1] = map[1];   /* writeCheckpointFile, and commitCheckpoint's rename */
 #else
          cat_ckpt = ckpt;
 #endif

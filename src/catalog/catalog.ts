@@ -23,6 +23,11 @@ export interface MapState {
   readonly checkpointLsn: Lsn | null;
   readonly checkpointTime: string | null;
   readonly blockCrcs: Uint32Array | null;
+  /**
+   * The block CRCs of a checkpoint file written but not yet recorded (recordPendingCheckpoint): the map
+   * file may already be that one, if a crash came between its rename and recordCheckpoint.
+   */
+  readonly pendingBlockCrcs: Uint32Array | null;
   /** The physical slot followed; null in a directory made before the slot was recorded. */
   readonly slotName: string | null;
 }
@@ -134,7 +139,6 @@ export class Catalog {
       | Record<string, unknown>
       | undefined;
     if (!row) return null;
-    const crcs = row.block_crcs as Buffer | null;
     return {
       mapSizeMb: Number(row.map_size_mb),
       entries: Number(row.entries),
@@ -142,10 +146,8 @@ export class Catalog {
       initReason: String(row.init_reason),
       checkpointLsn: row.checkpoint_lsn === null ? null : Number(row.checkpoint_lsn),
       checkpointTime: (row.checkpoint_time as string | null) ?? null,
-      blockCrcs:
-        crcs === null
-          ? null
-          : new Uint32Array(crcs.buffer.slice(crcs.byteOffset, crcs.byteOffset + crcs.length)),
+      blockCrcs: crcsFromBlob(row.block_crcs as Buffer | null),
+      pendingBlockCrcs: crcsFromBlob(row.pending_block_crcs as Buffer | null),
       slotName: (row.slot_name as string | null) ?? null,
     };
   }
@@ -169,7 +171,7 @@ export class Catalog {
           `INSERT INTO map_state (id, map_size_mb, entries, init_lsn, init_reason) VALUES (1, ?, ?, ?, ?)
            ON CONFLICT (id) DO UPDATE SET map_size_mb = excluded.map_size_mb, entries = excluded.entries,
              init_lsn = excluded.init_lsn, init_reason = excluded.init_reason, checkpoint_lsn = NULL,
-             checkpoint_time = NULL, block_crcs = NULL`,
+             checkpoint_time = NULL, block_crcs = NULL, pending_block_crcs = NULL`,
         )
         .run(mapSizeMb, entries, initLsn, reason);
       this.#log(kind, initLsn, reason);
@@ -194,34 +196,62 @@ export class Catalog {
    * new file's block CRCs, in one durable commit with the history entry.
    */
   recordResize(mapSizeMb: number, entries: number, blockCrcs: Uint32Array, reason: string): void {
-    const blob = Buffer.from(blockCrcs.buffer, blockCrcs.byteOffset, blockCrcs.byteLength);
-    this.#db.pragma('synchronous = FULL');
-    try {
+    this.#durably(() =>
       this.#db.transaction(() => {
         this.#db
-          .prepare('UPDATE map_state SET map_size_mb = ?, entries = ?, block_crcs = ? WHERE id = 1')
-          .run(mapSizeMb, entries, blob);
+          .prepare(
+            'UPDATE map_state SET map_size_mb = ?, entries = ?, block_crcs = ?, pending_block_crcs = NULL WHERE id = 1',
+          )
+          .run(mapSizeMb, entries, blobOf(blockCrcs));
         this.#log('resize', null, reason);
-      })();
-    } finally {
-      this.#db.pragma('synchronous = NORMAL');
-    }
+      })(),
+    );
   }
 
   logRepair(reason: string): void {
     this.#log('repair', null, reason);
   }
 
-  /** Records a durable map checkpoint and its per-block CRCs in one transaction. */
+  /**
+   * The first half of a checkpoint's record, made durably before its file (written under a temporary
+   * name) replaces the map file: the new file's block CRCs.
+   */
+  recordPendingCheckpoint(blockCrcs: Uint32Array): void {
+    this.#durably(() => this.#updateMapState('pending_block_crcs = ?', blobOf(blockCrcs)));
+  }
+
+  /** Records a durable map checkpoint and its per-block CRCs in one transaction (no longer pending). */
   recordCheckpoint(lsn: Lsn, blockCrcs: Uint32Array, at = new Date()): void {
-    const blob = Buffer.from(blockCrcs.buffer, blockCrcs.byteOffset, blockCrcs.byteLength);
-    // A FULL commit syncs the WAL file, and with it every NORMAL commit before this one.
+    this.#durably(() =>
+      this.#updateMapState(
+        'checkpoint_lsn = ?, checkpoint_time = ?, block_crcs = ?, pending_block_crcs = NULL',
+        lsn,
+        at.toISOString(),
+        blobOf(blockCrcs),
+      ),
+    );
+  }
+
+  /**
+   * After a load that found a pending checkpoint: the CRCs the map file on disk has now (its blocks may
+   * be the pending checkpoint's), the checkpoint LSN unchanged, nothing pending.
+   */
+  settleMapFile(blockCrcs: Uint32Array): void {
+    this.#durably(() => this.#updateMapState('block_crcs = ?, pending_block_crcs = NULL', blobOf(blockCrcs)));
+  }
+
+  #updateMapState(assignments: string, ...values: unknown[]): void {
+    const changed = this.#db
+      .prepare(`UPDATE map_state SET ${assignments} WHERE id = 1`)
+      .run(...values).changes;
+    if (changed !== 1) throw new CatalogError('no map to record a checkpoint for (initMap first)');
+  }
+
+  /** Runs `write` as a FULL commit: it syncs the WAL file, and with it every NORMAL commit before it. */
+  #durably(write: () => void): void {
     this.#db.pragma('synchronous = FULL');
     try {
-      const changed = this.#db
-        .prepare('UPDATE map_state SET checkpoint_lsn = ?, checkpoint_time = ?, block_crcs = ? WHERE id = 1')
-        .run(lsn, at.toISOString(), blob).changes;
-      if (changed !== 1) throw new CatalogError('no map to record a checkpoint for (initMap first)');
+      write();
     } finally {
       this.#db.pragma('synchronous = NORMAL');
     }
@@ -366,6 +396,16 @@ export class Catalog {
       ),
     };
   }
+}
+
+function blobOf(crcs: Uint32Array): Buffer {
+  return Buffer.from(crcs.buffer, crcs.byteOffset, crcs.byteLength);
+}
+
+function crcsFromBlob(blob: Buffer | null): Uint32Array | null {
+  return blob === null
+    ? null
+    : new Uint32Array(blob.buffer.slice(blob.byteOffset, blob.byteOffset + blob.length));
 }
 
 /** Applies the numbered schema files newer than the database's user_version, each in a transaction. */

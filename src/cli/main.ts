@@ -44,7 +44,7 @@ async function parse(argv: string[]): Promise<number> {
     .fail((msg, err) => {
       // yargs wraps what its own checks and the config parser throw in a YError: all usage errors
       if (err && err.name === 'YError') throw new UsageError(err.message);
-      throw err ?? new UsageError(msg);
+      throw err ?? new UsageError(fromEnvironment(msg) ?? msg);
     });
   skipHelpInAdvance(base);
   await daemonCommand(dropCommand(statusCommand(sqlCommand(waldumpCommand(base))))).parseAsync();
@@ -61,6 +61,19 @@ function skipHelpInAdvance(y: Argv): void {
     .getInternalMethods?.()
     .getUsageInstance?.() as { cacheHelpMessage?: () => void } | undefined;
   if (typeof internal?.cacheHelpMessage === 'function') internal.cacheHelpMessage = () => {};
+}
+
+/**
+ * yargs reads every PTRACKD_* variable as an option, so a stray one (a typo, another tool's) is an
+ * "Unknown argument" that nobody typed: the message names the variable instead.
+ */
+function fromEnvironment(message: string): string | undefined {
+  const names = /^Unknown arguments?: (.+)$/.exec(message)?.[1].split(', ') ?? [];
+  const variables = names
+    .map((n) => `PTRACKD_${n.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`)
+    .filter((v) => process.env[v] !== undefined);
+  if (variables.length === 0) return undefined;
+  return `the environment variable ${variables.join(', ')} is not a ptrackd setting (every PTRACKD_* variable is read as one)`;
 }
 
 /** A number option given text: yargs makes it NaN, which no check should ever have to explain. */

@@ -2,13 +2,13 @@ import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
- * Writes `pieces` in order to `path` so that a crash leaves either the old file or the new one: a temp
- * file, fsync, rename over the target, fsync of the directory (what ptrack does with ptrack.map.tmp).
- * Each piece is written before the next is asked for, so a producer may reuse its buffer.
+ * Writes `pieces` in order to `path` (created or truncated) and fsyncs it. A file that replaces another
+ * is written under a temporary name and then renamed over it (replaceDurably), as ptrack does with
+ * ptrack.map.tmp, so that a crash leaves the old file or the new one. Each piece is written before the
+ * next is asked for, so a producer may reuse its buffer.
  */
 export function writeFileDurably(path: string, pieces: Iterable<Uint8Array>): void {
-  const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
+  const fd = openSync(path, 'w', 0o600);
   try {
     for (const bytes of pieces) {
       let at = 0;
@@ -18,8 +18,12 @@ export function writeFileDurably(path: string, pieces: Iterable<Uint8Array>): vo
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, path);
-  const dir = openSync(dirname(path), 'r');
+}
+
+/** Renames `from` over `to` and fsyncs their directory, so that the rename survives a power loss. */
+export function replaceDurably(from: string, to: string): void {
+  renameSync(from, to);
+  const dir = openSync(dirname(to), 'r');
   try {
     fsyncSync(dir);
   } finally {

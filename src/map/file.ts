@@ -18,7 +18,7 @@ export interface MapFileWritten {
 const PIECE_SIZE = 16 * CRC_BLOCK_SIZE;
 
 /**
- * Writes a checkpoint of the live map to `path` durably (see writeFileDurably): ptrack 2.4's layout with
+ * Writes a checkpoint of the live map to `path` and fsyncs it (see writeFileDurably): ptrack 2.4's layout with
  * its trailing CRC-32C. The map is copied a piece at a time through one small buffer (see
  * PtrackMap.copyRange), so a checkpoint never holds a second copy of a large map.
  */
@@ -53,19 +53,29 @@ export interface CheckpointRecord {
   readonly initLsn: number;
   readonly checkpointLsn: number;
   readonly blockCrcs: Uint32Array | null;
+  /** The CRCs of a newer file recorded before it replaced the checkpoint's (Catalog.mapState). */
+  readonly pendingBlockCrcs: Uint32Array | null;
 }
 
 export interface LoadedMap {
   readonly map: PtrackMap;
   /** Indexes of the file blocks whose CRC failed (their entries now hold the checkpoint LSN). */
   readonly damagedBlocks: readonly number[];
+  /**
+   * What the catalog should hold for the file as it is: each whole block's CRC, and for a damaged block
+   * one its bytes do not have (it stays damaged until a checkpoint rewrites it); null when the whole
+   * file was damaged.
+   */
+  readonly blockCrcs: Uint32Array | null;
   /** Why the whole file was treated as damaged, if it was. */
   readonly wholeFileDamage?: string;
 }
 
 /**
  * Loads the checkpoint file at `path`, read straight into the map's shared memory, against the catalog's
- * record of that checkpoint. A block whose CRC fails has all its entries set to the checkpoint LSN; a
+ * record of that checkpoint. A block is whole if its CRC is the record's or the pending file's (that file
+ * holds every mark the checkpoint does, and later ones). A block whose CRC fails has all its entries set
+ * to the checkpoint LSN; a
  * file that cannot be tied to the record at all (missing, wrong size, bad header, no recorded CRCs) is
  * treated as wholly damaged the same way. init_lsn comes from the record, so repairable damage never
  * moves it.
@@ -98,15 +108,17 @@ function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
   const map = PtrackMap.withEntries(record.entries, record.initLsn);
   const whole = (why: string): LoadedMap => {
     map.fillEntries(0, record.entries, record.checkpointLsn);
-    return { map, damagedBlocks: [], wholeFileDamage: why };
+    return { map, damagedBlocks: [], blockCrcs: null, wholeFileDamage: why };
   };
   const expectedSize = fileSizeForEntries(record.entries);
   if (fd === null) return whole('the map file is missing');
   const size = fstatSync(fd).size;
   if (size !== expectedSize) return whole(`the map file is ${size} bytes, expected ${expectedSize}`);
-  if (record.blockCrcs === null || record.blockCrcs.length !== Math.ceil(expectedSize / CRC_BLOCK_SIZE)) {
-    return whole('the catalog holds no block checksums for this checkpoint');
-  }
+  const blocks = Math.ceil(expectedSize / CRC_BLOCK_SIZE);
+  const known = [record.blockCrcs, record.pendingBlockCrcs].filter(
+    (c): c is Uint32Array => c?.length === blocks,
+  );
+  if (known.length === 0) return whole('the catalog holds no block checksums for this checkpoint');
   // The entries go straight into the shared buffer; the file's header and CRC are read aside, so the
   // map keeps the header made from the record.
   const header = new Uint8Array(HEADER_SIZE);
@@ -118,9 +130,13 @@ function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
   const headerOk =
     MAP_MAGIC.every((b, i) => header[i] === b) &&
     new DataView(header.buffer).getUint32(4, true) === MAP_VERSION;
+  const blockCrcs = new Uint32Array(blocks);
   const damaged: number[] = [];
-  for (let i = 0; i < record.blockCrcs.length; i++) {
-    if (fileBlockCrc(header, entries, trailer, i) !== record.blockCrcs[i]) damaged.push(i);
+  for (let i = 0; i < blocks; i++) {
+    const crc = fileBlockCrc(header, entries, trailer, i);
+    const intact = known.some((c) => c[i] === crc);
+    blockCrcs[i] = intact ? crc : ~crc >>> 0;
+    if (!intact) damaged.push(i);
   }
   if (!headerOk && !damaged.includes(0))
     return whole('the map file header is not ptrack 2.4 (magic "ptk\\0", version 220)');
@@ -130,7 +146,7 @@ function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
     const to = Math.min(record.entries, Math.ceil((firstByte + CRC_BLOCK_SIZE - HEADER_SIZE) / 8));
     map.fillEntries(from, to, record.checkpointLsn);
   }
-  return { map, damagedBlocks: damaged };
+  return { map, damagedBlocks: damaged, blockCrcs };
 }
 
 /** The CRC-32C of file block `i`, the file being header + entries + trailer. */

@@ -1,5 +1,5 @@
 export { MarkCache } from './coalesce.ts';
-export { writeFileDurably } from './durable.ts';
+export { replaceDurably, writeFileDurably } from './durable.ts';
 export {
   type CheckpointRecord,
   CRC_BLOCK_SIZE,

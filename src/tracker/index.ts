@@ -1,6 +1,12 @@
 export { WalApplier } from './apply.ts';
 export { DataDirInUseError, DataDirLock } from './data-dir-lock.ts';
-export { loadCheckpointedMap, MAP_FILE, resizeCheckpointedMap, writeCheckpointFile } from './map-store.ts';
+export {
+  commitCheckpoint,
+  loadCheckpointedMap,
+  MAP_FILE,
+  resizeCheckpointedMap,
+  writeCheckpointFile,
+} from './map-store.ts';
 export {
   type CatchUpProgress,
   describeProgress,

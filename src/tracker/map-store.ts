@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fsyncSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Catalog } from '../catalog/index.ts';
 import {
@@ -8,30 +8,57 @@ import {
   type MapFileWritten,
   type PtrackMap,
   type ResizeProgress,
+  replaceDurably,
   resizeMap,
   writeMapFile,
 } from '../map/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 
 export const MAP_FILE = 'ptrack.map';
+/** A checkpoint's map file while it is written, until it replaces MAP_FILE (ptrack's name for it). */
+const NEW_MAP_FILE = `${MAP_FILE}.tmp`;
 /** A resized map, written before the catalog records its size and renamed to MAP_FILE after. */
 export const RESIZED_MAP_FILE = 'ptrack.map.resized';
 
 /**
- * The file half of a checkpoint as of LSN X (every record ending at or before X is in the map), which
- * may run in another thread while decoding goes on: the live map (each entry as some writer completed
- * it) written durably, and its block CRCs. The file holds every mark made before the writing started,
- * and maybe some later ones. The other half is Catalog.recordCheckpoint(X, blockCrcs); only after both
- * may the slot's flush position move to X.
+ * A checkpoint as of LSN X (every record ending at or before X is in the map) is written in two parts, so
+ * that a kill at any moment leaves a map file the catalog vouches for, block by block. This is the first,
+ * which may run in another thread while decoding goes on: the live map (each entry as some writer
+ * completed it) written under a temporary name and fsynced, and its block CRCs. The file holds every mark
+ * made before the writing started, and maybe some later ones. The second is commitCheckpoint.
  */
 export function writeCheckpointFile(dataDir: string, map: PtrackMap): MapFileWritten {
-  return writeMapFile(join(dataDir, MAP_FILE), map);
+  return writeMapFile(join(dataDir, NEW_MAP_FILE), map);
 }
 
 /**
- * The map as of the catalog's last checkpoint, with damaged blocks repaired to the checkpoint LSN; each
- * repair is recorded in the catalog's history and reported through `warn`. Returns the LSN to resume
- * decoding from.
+ * The second part of a checkpoint as of `lsn` (see writeCheckpointFile), each step durable: the catalog
+ * records the new file's CRCs as pending, the file replaces MAP_FILE, the catalog records the checkpoint.
+ * Only then may the slot's flush position move to `lsn`. A kill after the rename leaves a file newer than
+ * the catalog's checkpoint: it loads whole (its blocks match the pending CRCs), and decoding resumes from
+ * the older checkpoint, marking again what the file already has. `crashPoint` names the moments between
+ * the steps (a test stops the process there).
+ */
+export function commitCheckpoint(
+  dataDir: string,
+  catalog: Catalog,
+  lsn: Lsn,
+  blockCrcs: Uint32Array,
+  crashPoint: (name: string) => void = () => {},
+): void {
+  crashPoint('checkpoint-written');
+  catalog.recordPendingCheckpoint(blockCrcs);
+  crashPoint('checkpoint-pending');
+  replaceDurably(join(dataDir, NEW_MAP_FILE), join(dataDir, MAP_FILE));
+  crashPoint('checkpoint-installed');
+  catalog.recordCheckpoint(lsn, blockCrcs);
+}
+
+/**
+ * The map as of the catalog's last checkpoint (or newer, see writeCheckpointFile), with damaged blocks
+ * repaired to the checkpoint LSN; each repair is recorded in the catalog's history and reported through
+ * `warn`. A pending checkpoint is settled: the catalog then holds the CRCs of the file as it is. Returns
+ * the LSN to resume decoding from.
  */
 export function loadCheckpointedMap(
   dataDir: string,
@@ -41,13 +68,10 @@ export function loadCheckpointedMap(
   const state = catalog.mapState();
   if (!state) throw new Error('the catalog holds no map to load');
   settleResize(dataDir, state.entries);
+  rmSync(join(dataDir, NEW_MAP_FILE), { force: true }); // a checkpoint that never replaced the map
   const checkpointLsn = state.checkpointLsn ?? state.initLsn;
-  const loaded = loadMapFile(join(dataDir, MAP_FILE), {
-    entries: state.entries,
-    initLsn: state.initLsn,
-    checkpointLsn,
-    blockCrcs: state.blockCrcs,
-  });
+  const loaded = loadMapFile(join(dataDir, MAP_FILE), { ...state, checkpointLsn });
+  if (state.pendingBlockCrcs !== null && loaded.blockCrcs !== null) catalog.settleMapFile(loaded.blockCrcs);
   const at = formatLsn(checkpointLsn);
   const repair =
     loaded.wholeFileDamage !== undefined
@@ -81,16 +105,6 @@ function settleResize(dataDir: string, entries: number): void {
   else rmSync(resized);
 }
 
-function replaceDurably(from: string, to: string): void {
-  renameSync(from, to);
-  const dir = openSync(join(to, '..'), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
-}
-
 /**
  * Rebuilds the loaded map at `mapSizeMb` keeping its history (resizeMap over the catalog's forks), so
  * that a crash at any moment leaves the old map or the new one, whole: the new file is written
@@ -108,11 +122,13 @@ export function resizeCheckpointedMap(
   const state = catalog.mapState()!;
   const { map, blocksCarried } = resizeMap(old, mapSizeMb, catalog.relationForks(), onProgress);
   crashPoint('resize-built');
-  const written = writeMapFile(join(dataDir, RESIZED_MAP_FILE), map);
+  const resized = join(dataDir, RESIZED_MAP_FILE);
+  const written = writeMapFile(`${resized}.tmp`, map);
+  replaceDurably(`${resized}.tmp`, resized);
   crashPoint('resize-written');
   const reason = `map resized from ${state.mapSizeMb} MB to ${mapSizeMb} MB: ${blocksCarried} blocks carried over, history since ${formatLsn(state.initLsn)} kept`;
   catalog.recordResize(mapSizeMb, entriesForMapSize(mapSizeMb), written.blockCrcs, reason);
   crashPoint('resize-recorded');
-  replaceDurably(join(dataDir, RESIZED_MAP_FILE), join(dataDir, MAP_FILE));
+  replaceDurably(resized, join(dataDir, MAP_FILE));
   return { map, blocksCarried, reason };
 }

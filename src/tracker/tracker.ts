@@ -33,7 +33,12 @@ import {
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
 import { DataDirLock } from './data-dir-lock.ts';
-import { type CheckpointTask, loadCheckpointedMap, resizeCheckpointedMap } from './map-store.ts';
+import {
+  type CheckpointTask,
+  commitCheckpoint,
+  loadCheckpointedMap,
+  resizeCheckpointedMap,
+} from './map-store.ts';
 import { ChunkPipeline } from './pipeline.ts';
 
 const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
@@ -821,8 +826,8 @@ export class Tracker {
   }
 
   /**
-   * Durable map file (written by the checkpoint thread) + catalog record, and only then the slot's flush
-   * position. One at a time: while one is being written, asking again waits for it. A failure is logged
+   * Durable map file (written by the checkpoint thread) + catalog record (commitCheckpoint), and only
+   * then the slot's flush position. One at a time: while one is being written, asking again waits for it. A failure is logged
    * and the next one is tried when due; the slot stays at the last good checkpoint meanwhile.
    */
   #checkpoint(why: string): Promise<void> {
@@ -833,7 +838,7 @@ export class Tracker {
     this.#checkpointing = this.#checkpointPool
       .run({ dataDir: this.#o.dataDir, map: this.map.buffer })
       .then(({ blockCrcs, fill }) => {
-        catalog.recordCheckpoint(lsn, blockCrcs);
+        commitCheckpoint(this.#o.dataDir, catalog, lsn, blockCrcs, crashPoint);
         this.#noteMapFill(fill);
         this.#checkpointSeconds = (performance.now() - started) / 1000;
         this.#checkpointLsn = lsn;
@@ -1001,7 +1006,7 @@ async function slotState(
 
 /**
  * Stops the process at once, as a crash would, where CRASH_PTRACKD_AT names this moment: how the
- * tests show that a kill at any step of a resize leaves a whole map.
+ * tests show that a kill at any step of a resize or a checkpoint leaves a whole map.
  */
 function crashPoint(name: string): void {
   if (process.env.CRASH_PTRACKD_AT === name) process.kill(process.pid, 'SIGKILL');

@@ -94,12 +94,7 @@ describe('catalog', () => {
     const reopened = Catalog.open(join(dir, 'catalog.db'), { readonly: true });
     const state = reopened.mapState()!;
     expect(state.checkpointLsn).toBe(0x9000);
-    const loaded = loadMapFile(join(dir, 'ptrack.map'), {
-      entries: state.entries,
-      initLsn: state.initLsn,
-      checkpointLsn: state.checkpointLsn!,
-      blockCrcs: state.blockCrcs,
-    });
+    const loaded = loadMapFile(join(dir, 'ptrack.map'), { ...state, checkpointLsn: state.checkpointLsn! });
     expect(loaded.damagedBlocks).toEqual([]);
     expect(Buffer.from(loaded.map.snapshot()).equals(Buffer.from(map.snapshot()))).toBe(true);
   });

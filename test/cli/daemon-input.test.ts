@@ -89,6 +89,17 @@ describe('ptrackd --slot refuses bad input cleanly', () => {
     expect(existsSync(join(scratch, 'usage'))).toBe(false);
   });
 
+  it('a PTRACKD_* variable that is no setting is named as such, not as an argument nobody typed', async () => {
+    const r = await runPtrackd(['--slot', 'x', '--data-dir', join(scratch, 'usage')], {
+      env: { PTRACKD_SLOT_NAME: 'x' },
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^ptrackd: the environment variable PTRACKD_SLOT_NAME is not a ptrackd setting \(every PTRACKD_\* variable is read as one\)\n/,
+    );
+    expect(existsSync(join(scratch, 'usage'))).toBe(false);
+  });
+
   it('a server asking for a password that nobody gave: says where one is looked for, and exits at once', async () => {
     const started = Date.now();
     const r = await daemon(

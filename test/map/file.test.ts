@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
@@ -9,6 +9,7 @@ import {
   fileSizeForEntries,
   loadMapFile,
   PtrackMap,
+  replaceDurably,
   writeFileDurably,
   writeMapFile,
 } from '../../src/map/index.ts';
@@ -43,6 +44,7 @@ function checkpointed() {
     initLsn: INIT,
     checkpointLsn: CHECKPOINT,
     blockCrcs: image.blockCrcs,
+    pendingBlockCrcs: null,
   };
   return { map, image, record, marks };
 }
@@ -134,7 +136,50 @@ describe('checkpoint file', () => {
       const loaded = loadBytes(bytes, record);
       expect(loaded.damagedBlocks).toEqual([block]);
       expect(noFalseNegatives(loaded.map, marks)).toBe(true);
+      // what the catalog is given for this file: the damaged block stays damaged, the others are as recorded
+      const crcs = [...loaded.blockCrcs!];
+      expect(crcs[block]).not.toBe(
+        crc32c(bytes.subarray(block * CRC_BLOCK_SIZE, (block + 1) * CRC_BLOCK_SIZE)),
+      );
+      crcs[block] = image.blockCrcs[block];
+      expect(crcs).toEqual([...image.blockCrcs]);
     }
+  });
+
+  /** The checkpoint's file and a newer one with marks in some of its blocks, as a crash may leave them. */
+  function withNewerFile() {
+    const older = checkpointed();
+    for (let i = 0; i < 5; i++) older.map.markBlock(1663, 5, 20000, 0, i * 977, CHECKPOINT + 100 + i);
+    const path = join(scratch, 'newer.map');
+    const written = writeMapFile(path, older.map);
+    const newer = { bytes: new Uint8Array(readFileSync(path)), blockCrcs: written.blockCrcs };
+    const changedBlocks = [...newer.blockCrcs.keys()].filter(
+      (i) => newer.blockCrcs[i] !== older.image.blockCrcs[i],
+    );
+    expect(changedBlocks.length).toBeGreaterThan(1);
+    expect(changedBlocks.length).toBeLessThan(newer.blockCrcs.length);
+    return { ...older, newer, changedBlocks };
+  }
+
+  it('a newer file whose CRCs the catalog holds as pending loads whole, as does the older one', () => {
+    const { map, image, record, newer } = withNewerFile();
+    const pending = { ...record, pendingBlockCrcs: newer.blockCrcs };
+    const loaded = loadBytes(newer.bytes, pending);
+    expect(loaded.damagedBlocks).toEqual([]);
+    expect(Buffer.from(loaded.map.snapshot()).equals(Buffer.from(map.snapshot()))).toBe(true);
+    expect([...loaded.blockCrcs!]).toEqual([...newer.blockCrcs]);
+    const older = loadBytes(image.bytes, pending);
+    expect(older.damagedBlocks).toEqual([]);
+    expect([...older.blockCrcs!]).toEqual([...image.blockCrcs]);
+    // the first checkpoint of a map: nothing recorded yet but the pending file's CRCs
+    expect(loadBytes(newer.bytes, { ...pending, blockCrcs: null }).damagedBlocks).toEqual([]);
+  });
+
+  it('without the pending CRCs, the blocks the newer file changed are repaired to the checkpoint LSN', () => {
+    const { record, marks, newer, changedBlocks } = withNewerFile();
+    const loaded = loadBytes(newer.bytes, record);
+    expect(loaded.damagedBlocks).toEqual(changedBlocks);
+    expect(noFalseNegatives(loaded.map, marks)).toBe(true);
   });
 
   it.each([
@@ -168,11 +213,14 @@ describe('durable write', () => {
   const dir = mkdtempSync(join(tmpdir(), 'ptrackd-map-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('replaces the file through a temp file and leaves no temp behind', () => {
+  it('writes the pieces in order over what the file held, and a rename puts it in place', () => {
     const path = join(dir, 'ptrack.map');
-    expect(existsSync(path)).toBe(false);
-    writeFileDurably(path, [Uint8Array.of(1, 2, 3)]);
-    writeFileDurably(path, [Uint8Array.of(4), Uint8Array.of(5)]);
+    writeFileDurably(`${path}.tmp`, [Uint8Array.of(1, 2, 3)]);
+    replaceDurably(`${path}.tmp`, path);
+    writeFileDurably(`${path}.tmp`, [Uint8Array.of(9, 9, 9, 9)]);
+    writeFileDurably(`${path}.tmp`, [Uint8Array.of(4), Uint8Array.of(5)]);
+    expect([...readFileSync(path)]).toEqual([1, 2, 3]);
+    replaceDurably(`${path}.tmp`, path);
     expect([...readFileSync(path)]).toEqual([4, 5]);
     expect(readdirSync(dir)).toEqual(['ptrack.map']);
   });

@@ -1,9 +1,14 @@
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
 import { PtrackMap } from '../../src/map/index.ts';
-import { loadCheckpointedMap, MAP_FILE, writeCheckpointFile } from '../../src/tracker/index.ts';
+import {
+  commitCheckpoint,
+  loadCheckpointedMap,
+  MAP_FILE,
+  writeCheckpointFile,
+} from '../../src/tracker/index.ts';
 import { scratchDir } from '../helpers/scratch.ts';
 
 function checkpointed() {
@@ -12,9 +17,12 @@ function checkpointed() {
   const map = PtrackMap.create(1, 0x1000);
   catalog.initMap(1, map.entries, 0x1000, 'first start');
   for (let b = 0; b < 3000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
-  catalog.recordCheckpoint(0x9000, writeCheckpointFile(dir, map).blockCrcs);
+  commitCheckpoint(dir, catalog, 0x9000, writeCheckpointFile(dir, map).blockCrcs);
   return { dir, catalog, map };
 }
+
+/** Thrown where a test stops a checkpoint, as a kill would. */
+class Killed extends Error {}
 
 describe('map checkpoints tied to the catalog', () => {
   it('loads the checkpoint back as it was, resuming from its LSN, with nothing to repair', () => {
@@ -52,4 +60,48 @@ describe('map checkpoints tied to the catalog', () => {
     expect(warnings[0]).toMatch(/the map file is missing: every entry set to the checkpoint LSN 0\/9000/);
     expect(map.entry(0)).toBe(0x9000);
   });
+
+  it.each([
+    ['the new file is written', 'checkpoint-written', 'older'],
+    ['its CRCs are recorded as pending', 'checkpoint-pending', 'older'],
+    ['it has replaced the map file', 'checkpoint-installed', 'newer'],
+  ] as const)(
+    'a checkpoint killed once %s loads with nothing to repair, resuming from the last recorded checkpoint',
+    (_what, point, file) => {
+      const { dir, catalog, map } = checkpointed();
+      const older = Buffer.from(map.snapshot());
+      for (let b = 0; b < 3000; b += 7) map.markBlock(1663, 5, 16385, 0, b, 0x9000 + b);
+      const written = writeCheckpointFile(dir, map);
+      const kill = (name: string) => {
+        if (name === point) throw new Killed();
+      };
+      expect(() => commitCheckpoint(dir, catalog, 0xa000, written.blockCrcs, kill)).toThrow(Killed);
+      const warnings: string[] = [];
+      const loaded = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
+      expect(warnings).toEqual([]);
+      expect(catalog.history().map((h) => h.kind)).toEqual(['init']);
+      expect(loaded.resumeLsn).toBe(0x9000);
+      const expected = file === 'newer' ? Buffer.from(map.snapshot()) : older;
+      expect(Buffer.from(loaded.map.snapshot()).equals(expected)).toBe(true);
+      expect(existsSync(join(dir, `${MAP_FILE}.tmp`))).toBe(false);
+      // settled: the catalog holds the CRCs of the file on disk, nothing pending
+      const state = catalog.mapState()!;
+      expect(state.pendingBlockCrcs).toBeNull();
+      expect([...state.blockCrcs!]).toEqual(
+        file === 'newer' ? [...written.blockCrcs] : [...state.blockCrcs!],
+      );
+
+      // the next checkpoint, killed after its rename, still loads whole: nothing stale is left pending
+      for (let b = 0; b < 3000; b += 5) loaded.map.markBlock(1663, 5, 16386, 0, b, 0xa000 + b);
+      const next = writeCheckpointFile(dir, loaded.map);
+      expect(() =>
+        commitCheckpoint(dir, catalog, 0xb000, next.blockCrcs, (name) => {
+          if (name === 'checkpoint-installed') throw new Killed();
+        }),
+      ).toThrow(Killed);
+      const again = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
+      expect(warnings).toEqual([]);
+      expect(Buffer.from(again.map.snapshot()).equals(Buffer.from(loaded.map.snapshot()))).toBe(true);
+    },
+  );
 });

@@ -103,9 +103,9 @@ async function pipelined(
   return { map, ops, applied, error };
 }
 
-/** More random splits with `npm run test:soak` (PTRACKD_SOAK_SEEDS per fixture). */
+/** More random splits with `npm run test:soak` (SOAK_SEEDS per fixture). */
 function soakCases(): number[][] {
-  const n = Number(process.env.PTRACKD_SOAK_SEEDS ?? 0);
+  const n = Number(process.env.SOAK_SEEDS ?? 0);
   return Array.from({ length: n }, (_, i) => [1000 + i, (i % 2 ? 5 : 2) * PAGE, i % 2 ? 256 * 1024 : 65536]);
 }
 
@@ -148,7 +148,7 @@ describe('the chunk pipeline decodes in parallel exactly what one decoder does',
           expect(maxBlocks(got.ops)).toEqual(maxBlocks(expected.ops));
         }
       },
-      60_000 + Number(process.env.PTRACKD_SOAK_SEEDS ?? 0) * 5_000,
+      60_000 + Number(process.env.SOAK_SEEDS ?? 0) * 5_000,
     );
   }
 

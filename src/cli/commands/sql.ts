@@ -89,12 +89,7 @@ async function offlineAnswer(dataDir: string, pgdata: string | undefined): Promi
   const state = catalog.mapState();
   if (!state || state.checkpointLsn === null) throw new ExitError(`${dataDir} holds no map checkpoint yet`);
   const checkpointLsn = state.checkpointLsn;
-  const loaded = loadMapFile(join(dataDir, MAP_FILE), {
-    entries: state.entries,
-    initLsn: state.initLsn,
-    checkpointLsn,
-    blockCrcs: state.blockCrcs,
-  });
+  const loaded = loadMapFile(join(dataDir, MAP_FILE), { ...state, checkpointLsn });
   const repair =
     loaded.wholeFileDamage ??
     (loaded.damagedBlocks.length ? `map blocks ${loaded.damagedBlocks.join(', ')} failed their CRC` : '');
