@@ -135,7 +135,11 @@ export async function timed(f: () => Promise<unknown>): Promise<number> {
  * and with ptrackd attached (and with pg_receivewal instead), in an order that reverses every round,
  * with the CPU time ptrackd used in each run; and ptrackd's lag sampled under that load.
  */
-export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): Promise<CatchUpResult> {
+export async function benchCatchUp(
+  log: (s: string) => void,
+  backlogMb = 1024,
+  loadRounds = 4,
+): Promise<CatchUpResult> {
   const cluster = await PgCluster.start({
     settings: {
       wal_keep_size: "'8GB'",
@@ -267,7 +271,7 @@ export async function benchCatchUp(log: (s: string) => void, backlogMb = 1024): 
       async () => tpsWith.push(await walOf(withPtrackd, ptrackdWalBytes)),
       async () => tpsReceivewal.push(await walOf(withReceivewal, receivewalWalBytes)),
     ];
-    for (let round = 0; round < 4; round++) {
+    for (let round = 0; round < loadRounds; round++) {
       for (const run of round % 2 === 0 ? kinds : [...kinds].reverse()) await run();
     }
     // Lag apart from the TPS runs: sampling it costs the daemon CPU that pgbench would miss.
@@ -345,6 +349,11 @@ export function printCatchUp(c: CatchUpResult, log: (s: string) => void): void {
   log(
     `  TPS lost: ${overhead.toFixed(1)}% with ptrackd, ${lostReceivewal.toFixed(1)}% with pg_receivewal: ${(overhead - lostReceivewal).toFixed(1)} points more (target <= 3)`,
   );
+  // Each round's runs are minutes apart at most: the difference within a round drifts less than the TPS.
+  const pointsPerRound = c.tpsWith.map((t, i) => ((c.tpsReceivewal[i] - t) / c.tpsWithout[i]) * 100);
+  log(
+    `  points more per round (with pg_receivewal − with ptrackd, in % of that round's TPS without): ${pointsPerRound.map((p) => p.toFixed(1)).join(', ')}; median ${median(pointsPerRound).toFixed(1)}`,
+  );
   log(
     `  overhead ${overhead.toFixed(1)}%; lag from receipt to applied: p50 ${c.lagP50Ms.toFixed(0)} ms, p99 ${c.lagP99Ms.toFixed(0)} ms`,
   );
@@ -364,5 +373,7 @@ export function printCatchUp(c: CatchUpResult, log: (s: string) => void): void {
 
 if (import.meta.main) {
   const log = (s: string) => process.stdout.write(`${s}\n`);
-  printCatchUp(await benchCatchUp(log, Number(process.env.PTRACKD_BENCH_BACKLOG_MB ?? 1024)), log);
+  // BENCH_LOAD_ROUNDS: more rounds of the steady-load TPS runs, whose spread on a VM is several points.
+  const backlogMb = Number(process.env.BENCH_BACKLOG_MB ?? 1024);
+  printCatchUp(await benchCatchUp(log, backlogMb, Number(process.env.BENCH_LOAD_ROUNDS ?? 4)), log);
 }

@@ -71,7 +71,7 @@ for (const p of pools) {
   );
 }
 
-const backlogMb = Number(process.env.PTRACKD_BENCH_BACKLOG_MB ?? 1024);
+const backlogMb = Number(process.env.BENCH_BACKLOG_MB ?? 1024);
 const c = await benchCatchUp(log, backlogMb);
 printCatchUp(c, log);
 const avg = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -87,7 +87,7 @@ log(
   `\nResizing the map of a pgbench scale-130 cluster (${rs.blocks} blocks in the catalog, all changed) from 64 to 128 MB: ${rs.resizeSeconds.toFixed(2)} s, ${(rs.blocks / rs.resizeSeconds / 1e6).toFixed(2)} M blocks/s; ${(rs.resizeSeconds / rs.checkpointSeconds).toFixed(1)}x a durable checkpoint of the 128 MB map (${rs.checkpointSeconds.toFixed(2)} s)`,
 );
 
-const scale = Number(process.env.PTRACKD_BENCH_SCALE ?? 700);
+const scale = Number(process.env.BENCH_SCALE ?? 700);
 const q = await benchQueries(scale, log);
 log(`\nQueries on a ${q.databaseMb} MB pgbench database (scale ${scale}), ${q.blocks} blocks in PGDATA`);
 log(
@@ -106,7 +106,7 @@ for (const r of q.rows) {
 
 printBackfill(log, await benchBackfill(log));
 
-const probackup = await benchProbackup(Number(process.env.PTRACKD_BENCH_PROBACKUP_SCALE ?? 130), log);
+const probackup = await benchProbackup(Number(process.env.BENCH_PROBACKUP_SCALE ?? 130), log);
 if (probackup) printProbackup(probackup, log);
 
 const pgdataAfter = q.rows.find((r) => r.mode === 'pgdata' && r.since !== q.rows[0].since) ?? q.rows[0];
