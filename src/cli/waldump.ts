@@ -13,10 +13,14 @@ import {
   type ImpliedBlockRef,
   impliedBlockRefs,
   type Lsn,
+  Rmgr,
   recordTypeName,
   rmgrName,
+  SIZE_OF_LONG_PAGE_HEADER,
+  SIZE_OF_SHORT_PAGE_HEADER,
   WalDecodeError,
   WalStreamDecoder,
+  XLOG_SWITCH,
 } from '../wal/index.ts';
 import { ExitError, UsageError } from './errors.ts';
 import { LineWriter } from './output.ts';
@@ -65,8 +69,21 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
         const rec = decoder.next();
         if (rec === null) break;
         if (o.start !== undefined && rec.lsn < o.start) continue;
-        if (o.end !== undefined && rec.endLsn > o.end) return finish();
-        firstLsn ??= rec.lsn;
+        if (o.end !== undefined && bytesEnd(rec, segmentSize) > o.end) return finish();
+        if (firstLsn === undefined) {
+          firstLsn = rec.lsn;
+          // pg_waldump's own first line, in the views that are pg_waldump's
+          if (
+            o.start !== undefined &&
+            rec.lsn > o.start &&
+            o.format === 'text' &&
+            (o.mode === 'records' || o.mode === 'stats')
+          ) {
+            out.line(
+              `first record is after ${formatLsn(o.start)}, at ${formatLsn(rec.lsn)}, skipping over ${rec.lsn - o.start} bytes`,
+            );
+          }
+        }
         lastEnd = rec.endLsn;
         print(rec);
         // --stats prints nothing per record: no promise to settle for each of millions of them
@@ -93,7 +110,9 @@ export async function runWaldump(o: WaldumpOptions, stdout: Writable, stderr: Wr
 
   async function finish(): Promise<void> {
     if (o.mode === 'stats') {
-      for (const line of stats.render(o.start ?? firstLsn ?? 0, o.end ?? lastEnd ?? 0)) out.line(line);
+      // As pg_waldump: from the first record counted to the end of the last, MAXALIGNed (EndRecPtr)
+      const to = lastEnd === undefined ? (o.end ?? 0) : Math.ceil(lastEnd / 8) * 8;
+      for (const line of stats.render(firstLsn ?? o.start ?? 0, to)) out.line(line);
     }
     await out.flush(true);
   }
@@ -150,8 +169,23 @@ async function* walSource(
   }
 }
 
+/**
+ * Where a record's own bytes end. An XLOG_SWITCH record's endLsn is the end of its segment (the rest is
+ * unused); pg_waldump --end counts it when its bytes end in time, as for any other record.
+ */
+function bytesEnd(rec: DecodedRecord, segmentSize: number): Lsn {
+  if (rec.rmid !== Rmgr.XLOG || (rec.info & 0xf0) !== XLOG_SWITCH) return rec.endLsn;
+  const pageEnd = pageFloor(rec.lsn) + WAL_PAGE_SIZE;
+  const end = rec.lsn + rec.totLen;
+  if (end <= pageEnd) return end;
+  return end + (pageEnd % segmentSize === 0 ? SIZE_OF_LONG_PAGE_HEADER : SIZE_OF_SHORT_PAGE_HEADER);
+}
+
+/** XLOG_BLCKSZ: pages of 8 kB, as in every build this reads. */
+const WAL_PAGE_SIZE = 8192;
+
 function pageFloor(lsn: Lsn): Lsn {
-  return lsn - (lsn % 8192);
+  return lsn - (lsn % WAL_PAGE_SIZE);
 }
 
 const rel = (b: { spc: number; db: number; rel: number }) => `${b.spc}/${b.db}/${b.rel}`;
@@ -260,7 +294,9 @@ export class WalStats {
   }
 
   add(rec: DecodedRecord): void {
-    const key = this.#perRecord ? rec.rmid * 16 + (rec.info >> 4) : rec.rmid * 16;
+    // As pg_waldump: a Transaction record's top info bit is a flag (XLOG_XACT_HAS_INFO), not its type
+    const type = rec.rmid === Rmgr.Transaction ? (rec.info >> 4) & 0x07 : rec.info >> 4;
+    const key = this.#perRecord ? rec.rmid * 16 + type : rec.rmid * 16;
     let row = this.#rows.get(key);
     if (!row) {
       const name = this.#perRecord ? `${rmgrName(rec.rmid)}/${recordTypeName(rec)}` : rmgrName(rec.rmid);

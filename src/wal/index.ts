@@ -5,6 +5,9 @@ export {
   MAGIC_TO_MAJOR,
   Rmgr,
   rmgrName,
+  SIZE_OF_LONG_PAGE_HEADER,
+  SIZE_OF_SHORT_PAGE_HEADER,
+  XLOG_SWITCH,
 } from './constants.ts';
 export { crc32c } from './crc32c.ts';
 export { recordTypeName } from './describe.ts';

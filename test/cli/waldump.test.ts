@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { loadFixture, readTsv } from '../helpers/fixtures.ts';
+import { pgBinDir } from '../helpers/pg-cluster.ts';
 
 const fixture = loadFixture('pg16');
 const range = ['--start', formatLsn(fixture.startLsn), '--end', formatLsn(fixture.endLsn)];
@@ -65,6 +67,31 @@ describe('ptrackd waldump', () => {
   it('--stats prints what pg_waldump --stats prints', async () => {
     const r = await runPtrackd(['waldump', '--stats', ...range, fixture.segmentsDir]);
     expect(r.stdout).toBe(readFileSync(join(fixture.dir, 'waldump-stats.txt'), 'utf8'));
+  });
+
+  it("--stats over a range that starts and ends mid-record prints what PostgreSQL 15's pg_waldump prints", async () => {
+    const pg15 = loadFixture('pg15');
+    const dir = join(scratch, 'pg15');
+    mkdirSync(dir);
+    for (const s of pg15.meta.segments as string[]) {
+      writeFileSync(join(dir, s.replace(/\.gz$/, '')), gunzipSync(readFileSync(join(pg15.segmentsDir, s))));
+    }
+    // page boundaries, neither a record's start or end; the range ends after an XLOG_SWITCH record,
+    // inside the rest of the segment it closes, and both views count per record type: Transaction
+    // records' flag bit (XLOG_XACT_HAS_INFO) is no type of its own
+    const from = formatLsn(pg15.startLsn + 3 * 8192 - ((pg15.startLsn + 3 * 8192) % 8192));
+    const to = formatLsn(pg15.endLsn - 5 * 8192 - ((pg15.endLsn - 5 * 8192) % 8192));
+    const ours = await runPtrackd(['waldump', '--stats=record', '--start', from, '--end', to, dir]);
+    const theirs = spawnSync(
+      join(pgBinDir(), 'pg_waldump'),
+      ['--stats=record', '-p', dir, '-s', from, '-e', to],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(theirs.status, theirs.stderr).toBe(0);
+    expect(theirs.stdout).toMatch(/^first record is after .*\nWAL statistics between .*\n.*XLOG\/SWITCH/s);
+    expect(ours.stdout).toBe(theirs.stdout);
   });
 
   it('a damaged record exits 1 naming the LSN and the file', async () => {
