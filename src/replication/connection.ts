@@ -53,9 +53,11 @@ const STATUS_INTERVAL_MS = 10_000;
  * trickling in (the walsender sends each commit's flush on its own), so the socket rests this long (ms)
  * before the next read, which then takes everything sent meanwhile. Without it, a busy server's ~1000
  * small messages a second each woke ptrackd: the wake-ups, not the bytes, were most of its CPU under
- * load, taken from the server. (Not "a short read": over TLS every read is one 16 kB record.)
+ * load, taken from the server. (Not "a short read": over TLS every read is one 16 kB record.) 30 ms, not
+ * 10: the main thread's CPU under a scale-10 pgbench fell from 0.34-0.49 to 0.24-0.30 s per 10 s; a
+ * record then waits at most 30 ms here before the pipeline's 50 ms chunk delay.
  */
-const TRICKLE_REST_MS = 10;
+const TRICKLE_REST_MS = 30;
 
 /** How a stream ended: asked to stop, or the timeline ended (a promotion upstream) and where the next starts. */
 export type StreamEnd =
