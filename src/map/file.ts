@@ -18,8 +18,8 @@ export interface MapFileWritten {
 const PIECE_SIZE = 16 * CRC_BLOCK_SIZE;
 
 /**
- * Writes a checkpoint of the live map to `path` and fsyncs it (see writeFileDurably): ptrack 2.4's layout with
- * its trailing CRC-32C. The map is copied a piece at a time through one small buffer (see
+ * Writes a checkpoint of the live map to `path` and fsyncs it (see writeFileDurably): ptrack 2.4's
+ * layout with its trailing CRC-32C. The map is copied a piece at a time through one small buffer (see
  * PtrackMap.copyRange), so a checkpoint never holds a second copy of a large map.
  */
 export function writeMapFile(path: string, map: PtrackMap): MapFileWritten {
@@ -75,10 +75,9 @@ export interface LoadedMap {
  * Loads the checkpoint file at `path`, read straight into the map's shared memory, against the catalog's
  * record of that checkpoint. A block is whole if its CRC is the record's or the pending file's (that file
  * holds every mark the checkpoint does, and later ones). A block whose CRC fails has all its entries set
- * to the checkpoint LSN; a
- * file that cannot be tied to the record at all (missing, wrong size, bad header, no recorded CRCs) is
- * treated as wholly damaged the same way. init_lsn comes from the record, so repairable damage never
- * moves it.
+ * to the checkpoint LSN; a file that cannot be tied to the record at all (missing, wrong size, bad
+ * header, no recorded CRCs) is treated as wholly damaged the same way. init_lsn comes from the record,
+ * so repairable damage never moves it.
  */
 export function loadMapFile(path: string, record: CheckpointRecord): LoadedMap {
   let fd: number;
