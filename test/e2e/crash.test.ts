@@ -2,9 +2,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
-import { checkpointLsnIn } from '../helpers/catalog.ts';
+import { catalogIn, checkpointLsnIn } from '../helpers/catalog.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess, followArgs } from '../helpers/daemon.ts';
 import { seededRandom } from '../helpers/fixtures.ts';
@@ -12,16 +11,6 @@ import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
 
 /** kill -9s in one run: 10 in CI, more with `npm run test:soak` (SOAK_KILLS). */
 const KILLS = Number(process.env.SOAK_KILLS ?? 10);
-
-/** The catalog's map state and history kinds in a data directory. */
-function catalogIn(dataDir: string) {
-  const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-  try {
-    return { state: c.mapState()!, kinds: c.history().map((h) => h.kind) };
-  } finally {
-    c.close();
-  }
-}
 
 /**
  * Promise 2 (design.md §1), a crash loses nothing: under pgbench, ptrackd is killed with SIGKILL at random
@@ -80,7 +69,7 @@ describe(`a crash loses nothing: kill -9 ${KILLS} times under pgbench`, () => {
         const { changed, missed } = await daemon.pagesMissed(cluster, since, end);
         expect(changed).toBeGreaterThan(100);
         expect(missed).toEqual([]);
-        expect(catalogIn(killedDir).kinds).toEqual(['init']);
+        expect(catalogIn(killedDir).history.map((h) => h.kind)).toEqual(['init']);
       } finally {
         await daemon.stop('SIGKILL');
       }
@@ -107,7 +96,7 @@ describe(`a crash loses nothing: kill -9 ${KILLS} times under pgbench`, () => {
       const r = await run;
       expect(r.code, `${point}: ${r.stderr}`).toBeNull(); // killed
       const { state } = catalogIn(dataDir);
-      expect(state.pendingBlockCrcs === null, point).toBe(point === 'checkpoint-written');
+      expect(state!.pendingBlockCrcs === null, point).toBe(point === 'checkpoint-written');
       expect(existsSync(join(dataDir, 'ptrack.map.tmp')), point).toBe(point !== 'checkpoint-installed');
     }
     const daemon = await DaemonProcess.start(cluster, dataDir, [], { slot: 'stepped' });
@@ -118,8 +107,9 @@ describe(`a crash loses nothing: kill -9 ${KILLS} times under pgbench`, () => {
       const [stepped, undisturbed] = [await daemon.query(sql, end), await twin.query(sql, end)];
       expect(stepped.rows.length).toBeGreaterThan(10);
       expect(stepped.rows).toEqual(undisturbed.rows);
-      expect(catalogIn(dataDir).kinds).toEqual(['init']);
-      expect(catalogIn(dataDir).state.pendingBlockCrcs).toBeNull();
+      const { state, history } = catalogIn(dataDir);
+      expect(history.map((h) => h.kind)).toEqual(['init']);
+      expect(state!.pendingBlockCrcs).toBeNull();
     } finally {
       await daemon.stop('SIGKILL');
     }

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
 import { segmentFileName } from '../../src/archive/index.ts';
-import { Catalog, type HistoryEntry } from '../../src/catalog/index.ts';
+import type { HistoryEntry } from '../../src/catalog/index.ts';
 import { parseLsn } from '../../src/wal/index.ts';
+import { catalogIn } from './catalog.ts';
 import { PgCluster } from './pg-cluster.ts';
 
 /** initdb's default wal_segment_size. */
@@ -44,10 +44,5 @@ export async function archived(cluster: PgCluster, tli = 1): Promise<void> {
 
 /** The map's history (init, gaps) as the catalog records it. */
 export function catalogHistory(dataDir: string): HistoryEntry[] {
-  const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-  try {
-    return c.history();
-  } finally {
-    c.close();
-  }
+  return catalogIn(dataDir).history;
 }

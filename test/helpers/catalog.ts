@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Catalog, type CatalogOp } from '../../src/catalog/index.ts';
+import { Catalog, type CatalogOp, type HistoryEntry, type MapState } from '../../src/catalog/index.ts';
 import type { FileEvent } from '../../src/wal/index.ts';
 import { scratchDir } from './scratch.ts';
 
@@ -41,12 +41,17 @@ export function happened(e: EventFields, endLsn: number): CatalogOp {
   return { op: 'event', event: { ...e, lsn: endLsn - 40, endLsn } } as CatalogOp;
 }
 
-/** The LSN of the last durable checkpoint recorded in a data directory's catalog (0 before the first). */
-export function checkpointLsnIn(dataDir: string): number {
+/** What a data directory's catalog holds now: the map's state (null before the first start) and history. */
+export function catalogIn(dataDir: string): { state: MapState | null; history: HistoryEntry[] } {
   const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
   try {
-    return c.mapState()?.checkpointLsn ?? 0;
+    return { state: c.mapState(), history: c.history() };
   } finally {
     c.close();
   }
+}
+
+/** The LSN of the last durable checkpoint recorded in a data directory's catalog (0 before the first). */
+export function checkpointLsnIn(dataDir: string): number {
+  return catalogIn(dataDir).state?.checkpointLsn ?? 0;
 }
