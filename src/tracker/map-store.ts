@@ -19,6 +19,8 @@ export const MAP_FILE = 'ptrack.map';
 const NEW_MAP_FILE = `${MAP_FILE}.tmp`;
 /** A resized map, written before the catalog records its size and renamed to MAP_FILE after. */
 export const RESIZED_MAP_FILE = 'ptrack.map.resized';
+/** A resized map while it is written, until it becomes RESIZED_MAP_FILE. */
+const NEW_RESIZED_MAP_FILE = `${RESIZED_MAP_FILE}.tmp`;
 
 /**
  * A checkpoint as of LSN X (every record ending at or before X is in the map) is written in two parts, so
@@ -97,8 +99,8 @@ export interface CheckpointTask {
  * commit happened, the rename did not), else it never counted and goes.
  */
 function settleResize(dataDir: string, entries: number): void {
+  rmSync(join(dataDir, NEW_RESIZED_MAP_FILE), { force: true }); // a resize that did not finish writing
   const resized = join(dataDir, RESIZED_MAP_FILE);
-  rmSync(`${resized}.tmp`, { force: true }); // a resize that did not finish writing
   if (!existsSync(resized)) return;
   if (statSync(resized).size === fileSizeForEntries(entries))
     replaceDurably(resized, join(dataDir, MAP_FILE));
@@ -122,9 +124,10 @@ export function resizeCheckpointedMap(
   const state = catalog.mapState()!;
   const { map, blocksCarried } = resizeMap(old, mapSizeMb, catalog.relationForks(), onProgress);
   crashPoint('resize-built');
+  const writing = join(dataDir, NEW_RESIZED_MAP_FILE);
   const resized = join(dataDir, RESIZED_MAP_FILE);
-  const written = writeMapFile(`${resized}.tmp`, map);
-  replaceDurably(`${resized}.tmp`, resized);
+  const written = writeMapFile(writing, map);
+  replaceDurably(writing, resized);
   crashPoint('resize-written');
   const reason = `map resized from ${state.mapSizeMb} MB to ${mapSizeMb} MB: ${blocksCarried} blocks carried over, history since ${formatLsn(state.initLsn)} kept`;
   catalog.recordResize(mapSizeMb, entriesForMapSize(mapSizeMb), written.blockCrcs, reason);
