@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Catalog, type HistoryEntry } from '../../src/catalog/index.ts';
+import type { HistoryEntry } from '../../src/catalog/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { catalogIn } from '../helpers/catalog.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { PgCluster } from '../helpers/pg-cluster.ts';
 
@@ -25,14 +26,7 @@ describe('gaps are never hidden', () => {
     cleanup.push(() => daemon.stop('SIGKILL'));
     const initLsn = async (d: DaemonProcess) =>
       parseLsn(String((await d.query('SELECT ptrack_init_lsn()')).rows[0][0]));
-    const history = (): HistoryEntry[] => {
-      const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-      try {
-        return c.history();
-      } finally {
-        c.close();
-      }
-    };
+    const history = (): HistoryEntry[] => catalogIn(dataDir).history;
     return { cluster, dataDir, daemon, initLsn, history };
   }
 

@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/index.ts';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
+import { catalogIn } from '../helpers/catalog.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
@@ -16,12 +16,8 @@ describe('the daemon across restarts: map size, server crashes, walsender loss, 
   let daemon: DaemonProcess | undefined;
   const conn = () => ['--host', '127.0.0.1', '--port', String(cluster.port), '--username', 'postgres'];
   const history = () => {
-    const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-    try {
-      return { state: c.mapState()!, last: c.history().at(-1)! };
-    } finally {
-      c.close();
-    }
+    const { state, history } = catalogIn(dataDir);
+    return { state: state!, last: history.at(-1)! };
   };
 
   beforeAll(async () => {

@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/index.ts';
 import { parseLsn } from '../../src/wal/index.ts';
+import { catalogIn } from '../helpers/catalog.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess, followArgs } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
@@ -20,12 +20,8 @@ describe('one data directory, one daemon, one slot', () => {
   const scratch = mkdtempSync(join(tmpdir(), 'ptrackd-owner-'));
   const conn = () => ['--host', '127.0.0.1', '--port', String(cluster.port), '--username', 'postgres'];
   const catalogState = () => {
-    const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-    try {
-      return { initLsn: c.mapState()!.initLsn, history: c.history().length };
-    } finally {
-      c.close();
-    }
+    const { state, history } = catalogIn(dataDir);
+    return { initLsn: state!.initLsn, history: history.length };
   };
   const slots = async () =>
     (await cluster.sql("SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots"))

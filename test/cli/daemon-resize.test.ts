@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Catalog } from '../../src/catalog/index.ts';
 import { parseLsn } from '../../src/wal/index.ts';
+import { catalogIn } from '../helpers/catalog.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess, followArgs } from '../helpers/daemon.ts';
 import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
@@ -24,12 +24,8 @@ describe('resizing the map of a running cluster', () => {
     cleanup.push(() => cluster.destroy());
     const dataDir = join(scratchDir('ptrackd-resize-'), 'data');
     const mapState = () => {
-      const c = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
-      try {
-        return { state: c.mapState()!, history: c.history() };
-      } finally {
-        c.close();
-      }
+      const { state, history } = catalogIn(dataDir);
+      return { state: state!, history };
     };
     const start = async (mapSizeMb: number) => {
       const d = await DaemonProcess.start(cluster, dataDir, ['--map-size', String(mapSizeMb)]);
