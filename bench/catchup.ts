@@ -105,6 +105,25 @@ export class Daemon {
   }
 }
 
+/** Runs `f` while pg_receivewal streams from the server into a scratch directory (given its pid). */
+export async function receivewalAttached<T>(
+  cluster: PgCluster,
+  scratch: string,
+  f: (pid: number) => Promise<T>,
+): Promise<T> {
+  const dir = mkdtempSync(join(scratch, 'recv-load-'));
+  const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(cluster.port), PGUSER: 'postgres' };
+  const recv = spawn(join(cluster.bindir, 'pg_receivewal'), ['-D', dir, '-n'], { env, stdio: 'ignore' });
+  try {
+    await sleep(1000);
+    return await f(recv.pid!);
+  } finally {
+    recv.kill('SIGINT');
+    await new Promise((r) => recv.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** WAL from pgbench (scale 30, then 5-second runs) until `backlogMb` follow the returned start LSN. */
 export async function pgbenchBacklog(cluster: PgCluster, backlogMb: number): Promise<string> {
   const start = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
@@ -229,25 +248,13 @@ export async function benchCatchUp(
         await daemon.stop();
       }
     };
-    const withReceivewal = async () => {
-      const dir = mkdtempSync(join(scratch, 'recv-load-'));
-      const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(cluster.port), PGUSER: 'postgres' };
-      const recv = spawn(join(cluster.bindir, 'pg_receivewal'), ['-D', dir, '-n'], {
-        env,
-        stdio: 'ignore',
-      });
-      try {
-        await sleep(1000);
-        const cpu = cpuSecondsOf(recv.pid!);
+    const withReceivewal = () =>
+      receivewalAttached(cluster, scratch, async (pid) => {
+        const cpu = cpuSecondsOf(pid);
         const tps = await pgbench();
-        receivewalCpuSeconds.push(cpuSecondsOf(recv.pid!) - cpu);
+        receivewalCpuSeconds.push(cpuSecondsOf(pid) - cpu);
         return tps;
-      } finally {
-        recv.kill('SIGINT');
-        await new Promise((r) => recv.once('exit', r));
-        rmSync(dir, { recursive: true, force: true });
-      }
-    };
+      });
     const ptrackdCpuSeconds: number[] = [];
     const receivewalCpuSeconds: number[] = [];
     const ptrackdWalBytes: number[] = [];
