@@ -118,6 +118,7 @@ async function report(e: unknown, command: string): Promise<number> {
     e instanceof QueryError ||
     e instanceof wal.WalDecodeError ||
     e instanceof tracker.SlotError ||
+    e instanceof tracker.FollowError ||
     e instanceof tracker.DataDirInUseError ||
     e instanceof ArchiveError ||
     isOperatingSystemError(e)

@@ -65,6 +65,8 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
         suggestedMapSizeMb: s.suggestedMapSizeMb,
         mapHint: s.mapHint,
         problem: s.problem,
+        problemSince: s.problemSince === null ? null : new Date(s.problemSince).toISOString(),
+        problemSeconds: s.problemSince === null ? 0 : (Date.now() - s.problemSince) / 1000,
       });
     }
     return reply(res, 404, { error: `no such endpoint: ${req.method} ${req.url}` });
@@ -184,6 +186,12 @@ const METRICS: readonly [string, string, 'gauge' | 'counter', (s: TrackerStatus)
   ],
   ['ptrackd_gaps', 'Gaps in the tracked history since the map was created', 'gauge', (s) => s.gaps],
   ['ptrackd_reconnects', 'Replication reconnects since start', 'gauge', (s) => s.reconnects],
+  [
+    'ptrackd_not_streaming_seconds',
+    'How long the daemon has not streamed (the current failure has lasted); 0 while it streams',
+    'gauge',
+    (s) => (s.problemSince === null ? 0 : (Date.now() - s.problemSince) / 1000),
+  ],
 ];
 
 /** The Prometheus registry, and a scrape that reads the tracker's status once for every metric. */

@@ -23,9 +23,12 @@ export class ReplicationError extends Error {
   override readonly name = 'ReplicationError';
   /** The server's SQLSTATE, when the server raised it. */
   readonly sqlState?: string;
-  constructor(message: string, sqlState?: string) {
+  /** What was being done when the server raised it: START_REPLICATION, CREATE_REPLICATION_SLOT, … */
+  readonly command?: string;
+  constructor(message: string, sqlState?: string, command?: string) {
     super(message);
     this.sqlState = sqlState;
+    this.command = command;
   }
 }
 
@@ -107,6 +110,7 @@ export class ReplicationConnection {
     if (!SUPPORTED_MAJORS.includes(major)) {
       throw new ReplicationError(
         `the server is PostgreSQL ${major} (server_version_num ${versionNum}); ptrackd follows PostgreSQL 13 to 18`,
+        '0A000', // feature_not_supported: this server will not become one ptrackd follows by waiting
       );
     }
     return {
@@ -385,5 +389,6 @@ function serverError(e: unknown, what: string): ReplicationError {
   return new ReplicationError(
     `${what}: ${err?.message ?? String(e)}`,
     typeof err?.code === 'string' ? err.code : undefined,
+    what,
   );
 }

@@ -1,5 +1,6 @@
 export { WalApplier } from './apply.ts';
 export { DataDirInUseError, DataDirLock } from './data-dir-lock.ts';
+export { classifyFailure, type Failure, FollowError } from './failures.ts';
 export {
   commitCheckpoint,
   loadCheckpointedMap,

@@ -33,6 +33,7 @@ import {
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
 import { DataDirLock } from './data-dir-lock.ts';
+import { classifyFailure, FollowError } from './failures.ts';
 import {
   type CheckpointTask,
   commitCheckpoint,
@@ -128,6 +129,8 @@ export interface TrackerStatus {
   readonly lastGap: { readonly at: string; readonly initLsn: Lsn | null; readonly reason: string } | null;
   /** Why the daemon is not streaming (the last connection or stream failure), null while it streams. */
   readonly problem: string | null;
+  /** Since when (ms since the epoch) the daemon has not streamed: how long the current failure has lasted. */
+  readonly problemSince: number | null;
 }
 
 /**
@@ -189,6 +192,9 @@ export class Tracker {
   readonly #stopRequested = new Promise<void>((r) => (this.#requestStop = r));
   #lock: DataDirLock | undefined;
   #problem: string | null = 'starting';
+  #problemSince: number | undefined = Date.now();
+  /** WAL arrived since the last failure: the next failure is a new one, with a new count and backoff. */
+  #delivered = false;
   /** Why the slot lost WAL we needed, when #inspectSlot found out. */
   #lostWal: string | undefined;
   #running: Promise<void> | undefined;
@@ -255,6 +261,7 @@ export class Tracker {
       suggestedMapSizeMb: this.#suggestedMapSizeMb,
       mapHint: this.#mapHint,
       problem: this.#stream ? null : this.#problem,
+      problemSince: this.#stream ? null : (this.#problemSince ?? null),
     };
   }
 
@@ -297,6 +304,12 @@ export class Tracker {
       throw e;
     }
     this.#running = this.#follow(resume);
+    this.#running.catch(() => {}); // reported through following
+  }
+
+  /** Settles when following ends: at stop(), or rejects (FollowError) on a fault waiting cannot mend. */
+  get following(): Promise<void> {
+    return this.#running ?? Promise.resolve();
   }
 
   /** Writes a final checkpoint, reports it to the server while the stream is still open, then stops (SIGTERM). */
@@ -691,31 +704,86 @@ export class Tracker {
     }
   }
 
+  /**
+   * Streams, and after a failure reconnects: with backoff while the failure may pass (classifyFailure);
+   * at once, through a gap, when the server has removed the WAL the map needs next; never for a fault
+   * that waiting cannot mend, which ends following (FollowError) for the daemon to exit with.
+   */
   async #follow(from: Lsn): Promise<void> {
     let start = from;
-    for (let attempt = 0; !this.#stopping; attempt++) {
+    let failures = 0;
+    // After the first stream (from start()'s connection), each one begins with a new connection.
+    for (let connected = true; !this.#stopping; connected = false) {
       try {
-        if (attempt > 0) {
+        if (!connected) {
           start = await this.#connect();
           this.#o.log('info', `reconnected: streaming resumes at ${formatLsn(start)}`);
         }
         await this.#stream1(start);
-        attempt = 0;
+        failures = 0;
       } catch (e) {
         if (this.#stopping) return;
-        this.#problem = (e as Error).message;
+        if (this.#delivered) {
+          failures = 0;
+          this.#problemSince = undefined;
+        }
+        this.#delivered = false;
+        failures++;
+        const failure = classifyFailure(e, this.#o);
+        this.#problem = failure.message;
+        this.#problemSince ??= Date.now();
         this.#reconnects++;
-        const delay = Math.min(30_000, 250 * 2 ** Math.min(attempt, 7)) * (0.5 + Math.random() / 2);
+        await this.#connection?.close().catch(() => {});
+        if (failure.kind === 'fatal') {
+          this.#o.log('error', `${failure.message}: ${failure.remedy}`);
+          throw new FollowError(failure.message, failure.remedy);
+        }
+        if (
+          failure.kind === 'wal-removed' &&
+          (await this.#releaseRemovedWal(failure.segment, failure.message))
+        )
+          continue;
+        const delay = Math.min(30_000, 250 * 2 ** Math.min(failures - 1, 7)) * (0.5 + Math.random() / 2);
         this.#o.log(
           'warn',
-          `replication interrupted: ${(e as Error).message}; reconnecting in ${Math.round(delay)} ms`,
+          `replication interrupted: ${failure.message}; reconnecting in ${Math.round(delay)} ms`,
         );
-        await this.#connection?.close().catch(() => {});
         await this.#inspectSlot().catch(() => {});
         // A stop does not wait out the backoff (up to 30 s).
         await Promise.race([new Promise((r) => setTimeout(r, delay)), this.#stopRequested]);
       }
     }
+  }
+
+  /**
+   * The server says the WAL at the map's position is gone (pg_resetwal, a segment removed by hand, a
+   * standby that never had it) while the slot still claims it: the slot is dropped so that #connect
+   * creates it where WAL is available again, reads what the archive has, and records the rest as a gap
+   * naming the segment. False when the slot could not be dropped yet (the next attempt tries again).
+   */
+  async #releaseRemovedWal(segment: string, message: string): Promise<boolean> {
+    const slot = this.#o.slot;
+    // A slot the server invalidated says why itself (and is dropped by #inspectSlot).
+    await this.#inspectSlot().catch(() => {});
+    if (this.#lostWal) return true;
+    if (!this.#o.createSlot) {
+      const remedy = `drop slot ${slot} and create it again (SELECT pg_drop_replication_slot('${slot}'); SELECT pg_create_physical_replication_slot('${slot}', true)), or drop --no-create-slot; ptrackd then records a gap from the new slot's position`;
+      this.#o.log('error', `${message}: ${remedy}`);
+      throw new FollowError(message, remedy);
+    }
+    this.#o.log(
+      'info',
+      `the server no longer has WAL segment ${segment}, which the map needs next: slot ${slot} is made again where WAL is available`,
+    );
+    try {
+      await this.#awaitSlotFree(10_000);
+      await withSql(this.#connectionConfig, (c) => c.query('SELECT pg_drop_replication_slot($1)', [slot]));
+    } catch (e) {
+      this.#o.log('warn', `could not drop slot ${slot} yet: ${(e as Error).message}`);
+      return false;
+    }
+    this.#lostWal = `the server no longer has WAL segment ${segment} (${message}), and slot ${slot} was made again`;
+    return true;
   }
 
   /** One START_REPLICATION from `startLsn` (where the last complete record applied ends) until it ends. */
@@ -732,6 +800,7 @@ export class Tracker {
       positions: () => this.#checkpointLsn,
       timeoutMs: this.#o.replicationTimeoutMs,
       onWal: (bytes, walStart, walEnd) => {
+        this.#delivered = true;
         this.#serverLsn = Math.max(this.#serverLsn, walEnd);
         this.#noteBehind();
         if (pipeline.push(bytes, walStart)) stream.pause();

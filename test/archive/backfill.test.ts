@@ -102,6 +102,59 @@ describe('reading the archive: backfill instead of a gap, and tracking from the 
     );
   }, 180_000);
 
+  /**
+   * The slot still claims WAL that is no longer in pg_wal (removed by hand here; pg_resetwal below): the
+   * server's "already been removed" sends ptrackd to the archive before any gap is recorded.
+   */
+  it('segments removed from pg_wal behind the slot are read from the archive: no gap, no page missed', async () => {
+    const { cluster, restore } = await archivingCluster(cleanup, { max_slot_wal_keep_size: -1 });
+    const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
+    const first = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => first.stop('SIGKILL'));
+    const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await first.stop('SIGKILL');
+    await cluster.client('pgbench', ['-i', '-q', '-s', '2']);
+    await cluster.sql('CHECKPOINT; SELECT pg_switch_wal()');
+    await archived(cluster);
+    await cluster.stop();
+    const redo = /REDO WAL file:\s+(\w{24})/.exec(
+      cluster.run('pg_controldata', ['-D', cluster.dataDir]),
+    )![1]!;
+    const removed = readdirSync(cluster.walDir).filter((f) => /^[0-9A-F]{24}$/.test(f) && f < redo);
+    expect(removed).toContain(segmentFileName(1, parseLsn(before), SEGMENT));
+    for (const f of removed) rmSync(join(cluster.walDir, f));
+    await cluster.startAgain();
+    const again = await DaemonProcess.start(cluster, dataDir, restore, { ready: false });
+    cleanup.push(() => again.stop('SIGKILL'));
+    await again.untilLogged(
+      /no longer has WAL segment .* read from the archive up to [0-9A-F]+\/[0-9A-F]+: no gap/s,
+    );
+    expect(catalogHistory(dataDir).map((h) => h.kind)).toEqual(['init']);
+    const end = await cluster.sql('SELECT pg_current_wal_flush_lsn()');
+    const { changed, missed } = await again.pagesMissed(cluster, parseLsn(before), end);
+    expect(changed).toBeGreaterThan(500);
+    expect(missed).toEqual([]);
+  }, 180_000);
+
+  it('WAL thrown away by pg_resetwal, which no archive can have: a gap naming the segment, the archive asked first', async () => {
+    const { cluster, restore } = await archivingCluster(cleanup);
+    const dataDir = join(scratchDir('ptrackd-backfill-'), 'data');
+    const daemon = await DaemonProcess.start(cluster, dataDir, restore);
+    cleanup.push(() => daemon.stop('SIGKILL'));
+    const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+    await daemon.query('SELECT 1', before);
+    const needed = await cluster.sql('SELECT pg_walfile_name(pg_current_wal_insert_lsn())');
+    await cluster.stop();
+    cluster.run('pg_resetwal', ['-f', '-D', cluster.dataDir]);
+    await cluster.startAgain();
+    await daemon.until(async () => catalogHistory(dataDir).at(-1)?.kind === 'gap', 'record a gap');
+    const reason = catalogHistory(dataDir).at(-1)!.reason;
+    expect(reason).toMatch(/no longer has WAL segment \w{24} .*the archive does not have it either/);
+    // the segment named is where the map stood (at or after the last one ptrackd saw written)
+    expect(/WAL segment (\w{24})/.exec(reason)![1]! >= needed).toBe(true);
+    await daemon.until(async () => (await daemon.http('GET', '/readyz')).status === 200, 'become ready');
+  }, 180_000);
+
   it.each([
     [
       'hangs past its timeout',

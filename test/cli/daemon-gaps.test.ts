@@ -75,6 +75,56 @@ describe('gaps are never hidden', () => {
     ).not.toBe('lost');
   }, 90_000);
 
+  /**
+   * pg_resetwal -f throws the server's WAL away while the slot survives, claiming WAL the server no
+   * longer has (its wal_status does not say lost): the server's "requested WAL segment … has already been
+   * removed" is a gap naming the segment, not a reconnect forever.
+   */
+  it.each(['stopped', 'running'] as const)(
+    'WAL thrown away by pg_resetwal with ptrackd %s: a gap naming the segment, ready again, and right after it',
+    async (during) => {
+      const { cluster, dataDir, daemon, initLsn, history } = await setup();
+      await cluster.sql('CREATE TABLE t (i int); INSERT INTO t SELECT generate_series(1, 10000)');
+      const before = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+      await daemon.query('SELECT 1', before);
+      const needed = await cluster.sql('SELECT pg_walfile_name(pg_current_wal_insert_lsn())');
+      if (during === 'stopped') expect(await daemon.stop('SIGTERM')).toBe(0);
+      await cluster.stop(); // a clean stop keeps t's pages: pg_resetwal throws away only WAL
+      cluster.run('pg_resetwal', ['-f', '-D', cluster.dataDir]);
+      await cluster.startAgain();
+      expect(
+        await cluster.sql("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'ptrack'"),
+      ).not.toBe('lost');
+      const d =
+        during === 'stopped' ? await DaemonProcess.start(cluster, dataDir, [], { ready: false }) : daemon;
+      if (d !== daemon) cleanup.push(() => d.stop('SIGKILL'));
+      await d.until(
+        async () => (await d.http('GET', '/readyz')).status === 200,
+        'become ready after the WAL was thrown away',
+        30_000,
+      );
+      await expectGap(d, initLsn, history, before, new RegExp(`WAL segment ${needed}.*already been removed`));
+      // one warning (the gap), not one per reconnect
+      expect(d.output.match(new RegExp(`gap: .*${needed}`, 'g'))).toHaveLength(1);
+      expect(d.output).not.toMatch(/replication interrupted: .*already been removed/);
+      const status = JSON.parse((await d.http('GET', '/status')).text);
+      expect(status.lastGap.reason).toContain(needed);
+      // Past the gap the map is whole again: the page-LSN oracle for an X after it.
+      const x = await cluster.sql('SELECT pg_current_wal_insert_lsn()');
+      await cluster.sql(
+        'UPDATE t SET i = i + 1 WHERE i % 100 = 0; CREATE TABLE u AS SELECT 1 AS i; CHECKPOINT',
+      );
+      const { changed, missed } = await d.pagesMissed(
+        cluster,
+        parseLsn(x),
+        await cluster.sql('SELECT pg_current_wal_insert_lsn()'),
+      );
+      expect(changed).toBeGreaterThan(0);
+      expect(missed).toEqual([]);
+    },
+    90_000,
+  );
+
   it('another cluster at the same address: a new map, and ptrackd keeps running', async () => {
     const { cluster, daemon, initLsn, history } = await setup();
     const port = cluster.port;

@@ -56,10 +56,13 @@ export class DaemonProcess {
       readonly listen?: number;
       readonly serverPort?: number;
       readonly ready?: boolean;
+      /** The role it connects as (default postgres). */
+      readonly user?: string;
     } = {},
   ): Promise<DaemonProcess> {
     const port = options.listen ?? (await freePort());
     const args = followArgs(cluster, options.slot ?? 'ptrack', dataDir, options.serverPort);
+    if (options.user) args[args.indexOf('--username') + 1] = options.user;
     args.push(
       '--pgdata',
       cluster.dataDir,
@@ -149,6 +152,14 @@ export class DaemonProcess {
     const expected = await clusterPagesChangedSince(cluster, since);
     const reported = await this.changedBlocks(since, waitLsn);
     return { changed: expected.size, missed: [...expected].filter((p) => !reported.has(p)) };
+  }
+
+  /** Resolves with the exit code once the daemon exits by itself; fails with its output after `ms`. */
+  async exited(ms = 60_000): Promise<number | null> {
+    await this.until(async () => false, 'exit', ms).catch((e) => {
+      if (this.#child.exitCode === null) throw e;
+    });
+    return this.#child.exitCode;
   }
 
   /** Sends a signal and resolves with the exit code. */

@@ -228,10 +228,12 @@ export function daemonCommand(y: Argv): Argv {
           })
         : undefined;
       let stopping = false;
+      let shutdown: (why: string) => void = () => {};
       const stopped = new Promise<void>((done) => {
-        const shutdown = (signal: string) => {
+        shutdown = (why: string) => {
+          if (stopping) return;
           stopping = true;
-          log.info(`${signal}: final checkpoint`);
+          log.info(`${why}: final checkpoint`);
           server.close();
           pgServer?.close();
           void queries.close();
@@ -261,7 +263,14 @@ export function daemonCommand(y: Argv): Argv {
           await new Promise((r) => setTimeout(r, delay));
         }
       }
+      // A fault that waiting cannot mend ends following: stop as at SIGTERM, then exit saying what to do.
+      const fault = await tracker.following.then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      if (fault) shutdown('cannot go on');
       await stopped;
+      if (fault) throw fault;
     },
   );
 }

@@ -220,7 +220,12 @@ export function statusCommand(y: Argv): Argv {
               ? `system ${server.systemId}, server_version_num ${server.version}, timeline ${server.timeline}`
               : 'not connected',
           ],
-          ['streaming', json.streaming ? 'yes' : `no: ${json.problem ?? 'not connected'}`],
+          [
+            'streaming',
+            json.streaming
+              ? 'yes'
+              : `no, retrying for ${Math.floor(Number(json.problemSeconds))} s (since ${json.problemSince}): ${json.problem ?? 'not connected'}`,
+          ],
           ['init LSN', json.initLsn],
           ['applied LSN', json.appliedLsn],
           ['checkpoint LSN', `${json.checkpointLsn} (the slot's flush position)`],
