@@ -10,6 +10,8 @@ if [ "$(ptrackd_node_major)" -lt 22 ]; then
   if [ ! -x "$tools/node_modules/node/bin/node" ]; then
     echo "bootstrap: system node is $(node --version 2>/dev/null || echo missing); installing node@24 into .tools/node" >&2
     mkdir -p "$tools"
+    # node's own install script puts the binary in place: the one package allowed to run one there
+    echo '{ "private": true, "allowScripts": { "node": true } }' > "$tools/package.json"
     npm install --prefix "$tools" --no-save --no-package-lock --no-audit --no-fund node@24 >&2 \
       || { echo "bootstrap: npm install node@24 failed" >&2; return 1 2>/dev/null || exit 1; }
   fi

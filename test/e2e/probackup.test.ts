@@ -1,103 +1,17 @@
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatLsn, parseLsn } from '../../src/wal/index.ts';
 import { archived } from '../helpers/archiving.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
-import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { pagemapTamperer } from '../helpers/pagemap-tamper.ts';
 import { freePort, PgCluster } from '../helpers/pg-cluster.ts';
+import { findPgProbackup, PG_PROBACKUP_WANTED, pgProbackupFor } from '../helpers/probackup.ts';
 import { scratchDir } from '../helpers/scratch.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
 
-/** Unmodified pg_probackup 2.5.15 for Debian's PostgreSQL 15 (shared/tools; a public clone has none). */
-const PG_PROBACKUP = join(REPO_ROOT, '../shared/tools/pg_probackup-15/pg_probackup');
-const available = existsSync(PG_PROBACKUP);
-if (!available) {
-  console.warn(
-    `SKIPPED: the pg_probackup proof needs ${PG_PROBACKUP}, which is missing (it comes with ../shared)`,
-  );
-}
-
-interface ShownBackup {
-  id: string;
-  'backup-mode': string;
-  status: string;
-  'data-bytes': number;
-  'parent-backup-id'?: string;
-  'start-lsn': string;
-}
-
-/**
- * pg_probackup run as the server's user against `source`, with the backup catalog `backups` and one
- * instance, pg15; each backup remembers the source's pg_dumpall at its end, to compare restores with.
- */
-function pgProbackupFor(source: PgCluster, backups: () => string) {
-  const program = source.serverUserProgram(PG_PROBACKUP); // where the server's user can run it
-  const asServerUser = (args: string[]) =>
-    process.getuid?.() === 0
-      ? (['/usr/sbin/runuser', ['-u', 'postgres', '--', program, ...args]] as const)
-      : ([program, args] as const);
-  const dumps = new Map<string, string>();
-  const restored: PgCluster[] = [];
-  /** pg_probackup's stdout and stderr, run from the backup catalog's directory (the server's user's). */
-  const output = (args: string[]) =>
-    new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
-      const [cmd, argv] = asServerUser(args);
-      execFile(
-        cmd,
-        [...argv],
-        { encoding: 'utf8', maxBuffer: 64 << 20, cwd: source.dir },
-        (e, stdout, stderr) =>
-          e ? reject(new Error(`pg_probackup ${args[0]} failed: ${stderr}`)) : resolve({ stdout, stderr }),
-      );
-    });
-  const run = async (...args: string[]) => {
-    const { stdout, stderr } = await output(args);
-    return stdout + stderr;
-  };
-  const instance = () => ['-B', backups(), '--instance', 'pg15'];
-  return {
-    program,
-    dumps,
-    run,
-    /** Sets up the catalog and the instance. */
-    async init() {
-      await run('init', '-B', backups());
-      await run('add-instance', '-B', backups(), '-D', source.dataDir, '--instance', 'pg15');
-    },
-    /** A backup taken through `port` (ptrackd's PostgreSQL-protocol port for PTRACK); its ID. */
-    async backup(mode: 'FULL' | 'PTRACK', port: number) {
-      const connect = ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres'];
-      const out = await run('backup', ...instance(), '-b', mode, '--stream', ...connect);
-      const id = /INFO: Backup (\w+) completed/.exec(out)?.[1];
-      if (!id) throw new Error(`no backup ID in:\n${out}`);
-      dumps.set(id, await source.dumpAll());
-      return id;
-    },
-    async show(): Promise<ShownBackup[]> {
-      return JSON.parse((await output(['show', ...instance(), '--format=json'])).stdout)[0].backups;
-    },
-    async restore(id: string) {
-      const root = source.makeServerDir(`restore-${id}`);
-      await run('restore', ...instance(), '-i', id, '-D', join(root, 'data'));
-      const cluster = await PgCluster.startExisting(root);
-      restored.push(cluster);
-      return cluster;
-    },
-    /** Restores `id`, which must equal the source at that backup's end and pass pg_amcheck. */
-    async restoresIdentical(id: string) {
-      const cluster = await this.restore(id);
-      expect(await cluster.dumpAll(), `backup ${id}`).toBe(dumps.get(id));
-      await cluster.amcheck();
-      await cluster.destroy();
-    },
-    async destroy() {
-      for (const c of restored) await c.destroy();
-    },
-  };
-}
+const PG_PROBACKUP = findPgProbackup();
+const available = PG_PROBACKUP !== null;
+if (!available) console.warn(`SKIPPED: the pg_probackup proof needs ${PG_PROBACKUP_WANTED}`);
 
 /**
  * The product's reason to exist (issue 19): pg_probackup -b PTRACK against a stock PostgreSQL 15 with no
@@ -125,7 +39,7 @@ describe.skipIf(!available)(
       // Made here, not while the tests are collected: a skipped describe runs its body but no hooks.
       ptrackdDir = join(scratchDir('ptrackd-probackup-'), 'data');
       source = await PgCluster.start({ settings: { wal_keep_size: "'4GB'", autovacuum: 'off' } });
-      pb = pgProbackupFor(source, () => backups);
+      pb = pgProbackupFor(PG_PROBACKUP!, source, () => backups);
       pgPort = await freePort();
       const ptrackd = () => DaemonProcess.start(source, ptrackdDir, ['--pg-listen', `127.0.0.1:${pgPort}`]);
       daemon = await ptrackd();
@@ -224,7 +138,7 @@ describe.skipIf(!available)('a PTRACK backup on a FULL taken before ptrackd exis
     });
     cleanup.push(() => source.destroy());
     const backups = join(source.makeServerDir('backups'), 'catalog');
-    const pb = pgProbackupFor(source, () => backups);
+    const pb = pgProbackupFor(PG_PROBACKUP!, source, () => backups);
     cleanup.push(() => pb.destroy());
     await pb.init();
     const walFile = `-B ${backups} --instance pg15 --wal-file-path=%p --wal-file-name=%f`;
@@ -273,7 +187,7 @@ describe.skipIf(!available)('a PTRACK backup across WAL thrown away by pg_resetw
     const source = await PgCluster.start({ settings: { wal_keep_size: 0, autovacuum: 'off' } });
     cleanup.push(() => source.destroy());
     const backups = join(source.makeServerDir('backups'), 'catalog');
-    const pb = pgProbackupFor(source, () => backups);
+    const pb = pgProbackupFor(PG_PROBACKUP!, source, () => backups);
     cleanup.push(() => pb.destroy());
     await pb.init();
     const pgPort = await freePort();
