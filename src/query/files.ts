@@ -78,7 +78,7 @@ function numericEntries(dir: string): number[] {
 
 /**
  * The relation files the catalog knows of: every fork WAL named since init_lsn and not dropped, as long
- * as the highest block WAL referenced. What it cannot know is documented in the README (files copied
+ * as the highest block WAL referenced. What it cannot know is documented in docs/sql.md (files copied
  * by CREATE DATABASE ... FILE_COPY, zero pages a relation was extended with but no WAL names, FSM
  * forks WAL never referenced).
  */
