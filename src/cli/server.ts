@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server as NetServer } from 'node:net';
 import client from 'prom-client';
 import { falsePositiveRate } from '../map/index.ts';
-import { type FreshAnswer, type QueryService, StaleAnswerError } from '../query/index.ts';
+import { type AnswerOutcome, type FreshAnswer, type QueryService, StaleAnswerError } from '../query/index.ts';
 import type { Tracker, TrackerStatus } from '../tracker/index.ts';
 import { formatLsn } from '../wal/index.ts';
 
@@ -10,6 +11,7 @@ export interface ServeOptions {
   readonly port: number;
   readonly readyMaxLagBytes: number;
   readonly queries: QueryService;
+  readonly metrics: DaemonMetrics;
 }
 
 /**
@@ -18,7 +20,7 @@ export interface ServeOptions {
  * up to waitLsn (default: the server's position when asked) and answers {columns, rows, appliedLsn}.
  */
 export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
-  const registry = metrics(tracker);
+  const registry = o.metrics;
   const queries = o.queries;
   const server = createServer((req, res) => {
     handle(req, res).catch((e) => reply(res, 500, { error: (e as Error).message }));
@@ -155,6 +157,12 @@ const METRICS: readonly [string, string, 'gauge' | 'counter', (s: TrackerStatus)
   // Totals kept by the tracker; Prometheus' rate() gives records and blocks per second.
   ['ptrackd_records_total', 'WAL records applied to the map', 'counter', (s) => s.recordsApplied],
   [
+    'ptrackd_wal_applied_bytes_total',
+    'WAL applied to the map since start, in bytes',
+    'counter',
+    (s) => s.walBytesApplied,
+  ],
+  [
     'ptrackd_blocks_marked_total',
     'Block marks made in the map (explicit and implied references)',
     'counter',
@@ -194,26 +202,73 @@ const METRICS: readonly [string, string, 'gauge' | 'counter', (s: TrackerStatus)
   ],
 ];
 
-/** The Prometheus registry, and a scrape that reads the tracker's status once for every metric. */
-function metrics(tracker: Tracker): { contentType: string; scrape: () => Promise<string> } {
-  const registry = new client.Registry();
-  const set = METRICS.map(([name, help, kind, value]) => {
-    if (kind === 'gauge') {
-      const g = new client.Gauge({ name, help, registers: [registry] });
-      return (s: TrackerStatus) => g.set(value(s));
-    }
-    const c = new client.Counter({ name, help, registers: [registry] });
-    return (s: TrackerStatus) => {
-      c.reset();
-      c.inc(value(s));
-    };
+/**
+ * What /metrics exports: the tracker's status (METRICS, read once a scrape), how long queries take
+ * (HTTP and the PostgreSQL-protocol port alike, waiting for freshness included), and the port's sessions.
+ */
+export class DaemonMetrics {
+  readonly #registry = new client.Registry();
+  readonly #tracker: Tracker;
+  readonly #fromStatus: ((s: TrackerStatus) => void)[];
+  readonly #queries = new client.Histogram({
+    name: 'ptrackd_query_duration_seconds',
+    help: 'Time to answer a statement, waiting until WAL is applied up to the server included, by outcome (answered, stale, failed)',
+    labelNames: ['outcome'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.#registry],
   });
-  return {
-    contentType: registry.contentType,
-    scrape: () => {
-      const s = tracker.status();
-      for (const f of set) f(s);
-      return registry.metrics();
-    },
-  };
+  readonly #sessions = new client.Counter({
+    name: 'ptrackd_pgwire_sessions_total',
+    help: 'Connections accepted on the PostgreSQL-protocol port (--pg-listen)',
+    registers: [this.#registry],
+  });
+  #open = 0;
+
+  constructor(tracker: Tracker) {
+    this.#tracker = tracker;
+    const registry = this.#registry;
+    this.#fromStatus = METRICS.map(([name, help, kind, value]) => {
+      if (kind === 'gauge') {
+        const g = new client.Gauge({ name, help, registers: [registry] });
+        return (s: TrackerStatus) => g.set(value(s));
+      }
+      const c = new client.Counter({ name, help, registers: [registry] });
+      return (s: TrackerStatus) => {
+        c.reset();
+        c.inc(value(s));
+      };
+    });
+    const open = () => this.#open;
+    new client.Gauge({
+      name: 'ptrackd_pgwire_sessions',
+      help: 'Sessions open on the PostgreSQL-protocol port (--pg-listen)',
+      registers: [registry],
+      collect() {
+        this.set(open());
+      },
+    });
+  }
+
+  get contentType(): string {
+    return this.#registry.contentType;
+  }
+
+  observeQuery(seconds: number, outcome: AnswerOutcome): void {
+    this.#queries.observe({ outcome }, seconds);
+  }
+
+  /** Counts the sessions of the PostgreSQL-protocol endpoint. */
+  watchPgEndpoint(server: NetServer): void {
+    server.on('connection', (socket) => {
+      this.#sessions.inc();
+      this.#open++;
+      socket.once('close', () => this.#open--);
+    });
+  }
+
+  scrape(): Promise<string> {
+    const s = this.#tracker.status();
+    for (const f of this.#fromStatus) f(s);
+    return this.#registry.metrics();
+  }
 }

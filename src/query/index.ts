@@ -10,6 +10,7 @@ export {
 } from './pagemapset.ts';
 export { parseRelationFileName, RELSEG_SIZE, relationFilePath, tablespaceVersionDir } from './paths.ts';
 export {
+  type AnswerOutcome,
   type AnswerSource,
   type FreshAnswer,
   type QueryRequest,

@@ -41,6 +41,9 @@ export class StaleAnswerError extends Error {
   }
 }
 
+/** How a statement ended: answered, refused as it could not be fresh, or failed (bad SQL, an old LSN, …). */
+export type AnswerOutcome = 'answered' | 'stale' | 'failed';
+
 /** Where the server's WAL is now: what an answer must have applied to be fresh. */
 export interface ServerPosition {
   read(): Promise<Lsn>;
@@ -65,14 +68,38 @@ export class QueryService {
     idleTimeout: 60_000,
   });
 
-  constructor(o: { source: AnswerSource; pgdata?: string; serverPosition: ServerPosition }) {
+  readonly #onAnswered: ((seconds: number, outcome: AnswerOutcome) => void) | undefined;
+
+  constructor(o: {
+    source: AnswerSource;
+    pgdata?: string;
+    serverPosition: ServerPosition;
+    /** Told how long each statement took, waiting for freshness included, and how it ended. */
+    onAnswered?: (seconds: number, outcome: AnswerOutcome) => void;
+  }) {
     this.#source = o.source;
     this.#pgdata = o.pgdata;
     this.#serverPosition = o.serverPosition;
+    this.#onAnswered = o.onAnswered;
   }
 
   /** Waits for freshness (or throws StaleAnswerError), then runs the statement (its errors as they are). */
   async answer(request: QueryRequest): Promise<FreshAnswer> {
+    const started = performance.now();
+    let outcome: AnswerOutcome = 'failed';
+    try {
+      const answer = await this.#answer(request);
+      outcome = 'answered';
+      return answer;
+    } catch (e) {
+      if (e instanceof StaleAnswerError) outcome = 'stale';
+      throw e;
+    } finally {
+      this.#onAnswered?.((performance.now() - started) / 1000, outcome);
+    }
+  }
+
+  async #answer(request: QueryRequest): Promise<FreshAnswer> {
     await this.#awaitFresh(request);
     const appliedLsn = this.#source.appliedLsn;
     const result = await this.#pool.run({

@@ -8,12 +8,6 @@ export {
   resizeCheckpointedMap,
   writeCheckpointFile,
 } from './map-store.ts';
-export {
-  type CatchUpProgress,
-  describeProgress,
-  ServerWalPosition,
-  SlotError,
-  Tracker,
-  type TrackerOptions,
-  type TrackerStatus,
-} from './tracker.ts';
+export { SlotError, type TrackerOptions, type TrackerStatus } from './options.ts';
+export { type CatchUpProgress, describeProgress } from './progress.ts';
+export { Tracker } from './tracker.ts';

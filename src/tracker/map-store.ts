@@ -3,9 +3,13 @@ import { join } from 'node:path';
 import type { Catalog } from '../catalog/index.ts';
 import {
   entriesForMapSize,
+  FALSE_POSITIVE_HINT,
+  falsePositiveRate,
   fileSizeForEntries,
   loadMapFile,
+  MAX_MAP_SIZE_MB,
   type MapFileWritten,
+  mapSizeForFalsePositiveRate,
   type PtrackMap,
   type ResizeProgress,
   replaceDurably,
@@ -134,4 +138,68 @@ export function resizeCheckpointedMap(
   crashPoint('resize-recorded');
   replaceDurably(resized, join(dataDir, MAP_FILE));
   return { map, blocksCarried, reason };
+}
+
+/**
+ * resizeCheckpointedMap with its progress logged every `progressIntervalMs` (blocks, rate, ETA) and a
+ * line at the end; a kill at any step is safe (CRASH_PTRACKD_AT names the steps for the tests).
+ */
+export function resizeWithProgress(
+  dataDir: string,
+  catalog: Catalog,
+  map: PtrackMap,
+  mapSizeMb: number,
+  o: {
+    readonly progressIntervalMs?: number;
+    readonly log: (level: 'info', message: string) => void;
+  },
+): PtrackMap {
+  const started = performance.now();
+  let last = started;
+  const resized = resizeCheckpointedMap(
+    dataDir,
+    catalog,
+    map,
+    mapSizeMb,
+    ({ blocksDone, blocksTotal }) => {
+      const now = performance.now();
+      if (now - last < (o.progressIntervalMs ?? 10_000)) return;
+      last = now;
+      const rate = (blocksDone * 1000) / (now - started);
+      o.log(
+        'info',
+        `resizing the map: ${blocksDone} of ${blocksTotal} blocks, ${Math.round(rate)} blocks/s, ETA ${Math.round((blocksTotal - blocksDone) / rate)} s`,
+      );
+    },
+    crashPoint,
+  );
+  const seconds = (performance.now() - started) / 1000;
+  o.log(
+    'info',
+    `${resized.reason} (${seconds.toFixed(1)} s, ${Math.round(resized.blocksCarried / Math.max(seconds, 1e-3))} blocks/s)`,
+  );
+  return resized.map;
+}
+
+/**
+ * What to do about a map this full, said once its estimated false-positive rate passes
+ * FALSE_POSITIVE_HINT (null below): the --map-size that brings it under, counting the blocks WAL named
+ * that a resize carries (`namedBlocks`, asked only then).
+ */
+export function mapFillHint(fill: number, entries: number, namedBlocks: () => number): string | null {
+  const rate = falsePositiveRate(fill);
+  if (rate <= FALSE_POSITIVE_HINT) return null;
+  const size = mapSizeForFalsePositiveRate(fill, entries, FALSE_POSITIVE_HINT, namedBlocks());
+  const now = `the map's estimated false-positive rate is ${(rate * 100).toFixed(1)}%, over ${FALSE_POSITIVE_HINT * 100}%`;
+  return size === null
+    ? `${now}, and no map up to ${MAX_MAP_SIZE_MB} MB would bring it under: backups copy more than changed`
+    : `${now}: restart with --map-size ${size} to bring it under (the map is resized, its history kept)`;
+}
+
+/**
+ * Stops the process at once, as a crash would, where CRASH_PTRACKD_AT names this moment: how the
+ * tests show that a kill at any step of a resize or a checkpoint leaves a whole map.
+ */
+export function crashPoint(name: string): void {
+  if (process.env.CRASH_PTRACKD_AT === name) process.kill(process.pid, 'SIGKILL');
 }

@@ -8,42 +8,31 @@ import {
   fetchSegments,
   historyFileName,
   parseTimelineHistory,
-  RestoreCommand,
   singleTimeline,
-  spanOf,
   type TimelineHistory,
   timelineOfPoint,
 } from '../archive/index.ts';
 import { Catalog } from '../catalog/index.ts';
+import { MAX_MAP_SIZE_MB, type PtrackMap } from '../map/index.ts';
 import {
-  entriesForMapSize,
-  FALSE_POSITIVE_HINT,
-  falsePositiveRate,
-  MAX_MAP_SIZE_MB,
-  type MapFileWritten,
-  mapSizeForFalsePositiveRate,
-  PtrackMap,
-} from '../map/index.ts';
-import {
-  connectClient,
+  catalogVersion,
+  clusterSize,
   ReplicationConnection,
   type ServerInfo,
   type WalStream,
 } from '../replication/index.ts';
-import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import { formatLsn, type Lsn } from '../wal/index.ts';
+import { CheckpointWriter } from './checkpoint-writer.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
+import { MapContinuity, restoreCommand } from './continuity.ts';
 import { DataDirLock } from './data-dir-lock.ts';
 import { classifyFailure, FollowError } from './failures.ts';
-import {
-  type CheckpointTask,
-  commitCheckpoint,
-  loadCheckpointedMap,
-  resizeCheckpointedMap,
-} from './map-store.ts';
+import { loadCheckpointedMap, mapFillHint, resizeWithProgress } from './map-store.ts';
+import type { TrackerOptions, TrackerStatus } from './options.ts';
 import { ChunkPipeline } from './pipeline.ts';
+import { describeProgress, reportProgress } from './progress.ts';
 
 const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
-const CHECKPOINT_WORKER = new URL('../../workers/checkpoint.ts', import.meta.url).href;
 /** The chunks cut from the shared WAL window for the decoder workers. */
 const CHUNK_BYTES = 4 << 20;
 
@@ -56,89 +45,16 @@ function windowBytes(segmentSize: number): number {
   return Math.min(64 << 20, 2 * Math.max(16 << 20, segmentSize));
 }
 
-export interface TrackerOptions {
-  readonly dataDir: string;
-  readonly slot: string;
-  readonly connection: pg.ClientConfig;
-  /**
-   * ptrack.map_size in MB for a new map; undefined: the cluster's size / 1024, at least 64 MB (ptrack's
-   * guidance). A later start that names another size is refused unless `reinit`.
-   */
-  readonly mapSizeMb?: number;
-  /** Start a new map (history restarts at the slot's position) even though one exists. */
-  readonly reinit?: boolean;
-  readonly checkpointIntervalMs: number;
-  readonly checkpointWalBytes: number;
-  readonly createSlot: boolean;
-  /**
-   * PostgreSQL's restore_command for the WAL archive: WAL the slot no longer holds is read from there
-   * (backfill) before any gap is recorded, and --init-from starts the map in the past.
-   */
-  readonly restoreCommand?: string;
-  readonly restoreTimeoutMs?: number;
-  /** The server's data directory when readable here: the restore command runs in it, as the server runs it. */
-  readonly pgdata?: string;
-  /** On first start (or with reinit): init_lsn here, in the past, the archive decoded from it (restoreCommand). */
-  readonly initFrom?: Lsn;
-  /** No message from the server for this long (ms): the connection is presumed lost (default 60 s). */
-  readonly replicationTimeoutMs?: number;
-  /** Decoder worker threads (default: the number of cores). */
-  readonly workers?: number;
-  /** While behind the server by 1 MB or more, onProgress this often (ms). */
-  readonly progressIntervalMs?: number;
-  /** Catch-up progress; without it, a log line. */
-  readonly onProgress?: (p: CatchUpProgress) => void;
-  readonly log: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
-}
-
-export interface CatchUpProgress {
-  readonly behindBytes: number;
-  readonly bytesPerSecond: number;
-  /** null while the rate is still 0. */
-  readonly etaSeconds: number | null;
-  /** The most this catch-up was behind: where a progress bar starts. */
-  readonly maxBehindBytes: number;
-}
-
-export interface TrackerStatus {
-  readonly slot: string;
-  readonly server: ServerInfo | null;
-  readonly streaming: boolean;
-  readonly initLsn: Lsn;
-  readonly appliedLsn: Lsn;
-  readonly checkpointLsn: Lsn;
-  readonly serverLsn: Lsn;
-  readonly reconnects: number;
-  /** The end of the WAL received from the server. */
-  readonly receivedLsn: Lsn;
-  readonly recordsApplied: number;
-  readonly blocksMarked: number;
-  /** How long the last checkpoint took, in seconds. */
-  readonly checkpointSeconds: number;
-  /** Fraction of map entries in use, as of the last checkpoint. */
-  readonly mapFill: number;
-  /** Seconds the oldest WAL not yet applied has been waiting (0 when caught up). */
-  readonly lagSeconds: number;
-  readonly mapSizeMb: number;
-  /** ptrack's guidance (about 1/1024 of the cluster's size) as of start; null: not known. */
-  readonly suggestedMapSizeMb: number | null;
-  /** Set when the estimated false-positive rate is past FALSE_POSITIVE_HINT: what to do about it. */
-  readonly mapHint: string | null;
-  readonly gaps: number;
-  /** The last gap in the history, if any. */
-  readonly lastGap: { readonly at: string; readonly initLsn: Lsn | null; readonly reason: string } | null;
-  /** Why the daemon is not streaming (the last connection or stream failure), null while it streams. */
-  readonly problem: string | null;
-  /** Since when (ms since the epoch) the daemon has not streamed: how long the current failure has lasted. */
-  readonly problemSince: number | null;
-}
-
 /**
  * Follows one server through a physical slot and keeps the map and catalog: WAL is decoded and applied
  * as it arrives; every checkpointIntervalMs or checkpointWalBytes the map is written durably and only
  * then is its LSN reported to the server as the flush position, so the slot never releases WAL the map
  * does not hold (design.md §1, promise 2). On a lost connection it reconnects with backoff and resumes
- * at the last applied record.
+ * at the last applied record (classifyFailure says which failures end it instead).
+ *
+ * It owns the connection, the streaming loop, the decoding pipeline and when checkpoints are due, and
+ * the status. Where the map starts or resumes, and every gap, is MapContinuity's; writing a checkpoint
+ * is CheckpointWriter's; what ptrackd asks in plain SQL is replication/server-sql's.
  */
 export class Tracker {
   readonly #o: TrackerOptions;
@@ -154,17 +70,7 @@ export class Tracker {
   #pipeline: ChunkPipeline | undefined;
   /** What resumes the pipeline's input (the archive's reader, or the stream) once it has room again. */
   #onDrain: (() => void) | undefined;
-  /**
-   * Writes map files in its own thread, so that a large map's checkpoint never stalls decoding. The
-   * thread outlives a default checkpoint interval (loading it costs more CPU than a small map's
-   * checkpoint) and goes away when checkpoints are rare.
-   */
-  readonly #checkpointPool = new Piscina<CheckpointTask, MapFileWritten>({
-    filename: CHECKPOINT_WORKER,
-    minThreads: 0,
-    maxThreads: 1,
-    idleTimeout: 60_000,
-  });
+  readonly #checkpoints: CheckpointWriter;
   /** The checkpoint being written, if one is. */
   #checkpointing: Promise<void> | undefined;
   /**
@@ -175,6 +81,7 @@ export class Tracker {
   #appliedLsn: Lsn = 0;
   #receivedLsn: Lsn = 0;
   #recordsApplied = 0;
+  #walBytesApplied = 0;
   #blocksMarked = 0;
   #checkpointSeconds = 0;
   /** The map's fill at the last checkpoint. */
@@ -195,14 +102,57 @@ export class Tracker {
   #problemSince: number | undefined = Date.now();
   /** WAL arrived since the last failure: the next failure is a new one, with a new count and backoff. */
   #delivered = false;
-  /** Why the slot lost WAL we needed, when #inspectSlot found out. */
-  #lostWal: string | undefined;
+  readonly #continuity: MapContinuity;
   #running: Promise<void> | undefined;
 
   constructor(options: TrackerOptions) {
     this.#o = options;
+    this.#checkpoints = new CheckpointWriter(options.dataDir);
     // A connection attempt into a blocked port would otherwise wait forever (libpq's default, too).
     this.#connectionConfig = { connectionTimeoutMillis: 10_000, ...options.connection };
+    const tracker = this;
+    this.#continuity = new MapContinuity({
+      options,
+      sql: this.#connectionConfig,
+      get catalog() {
+        return tracker.catalog;
+      },
+      get server() {
+        return tracker.#server!;
+      },
+      get history() {
+        return tracker.#history;
+      },
+      get suggestedMapSizeMb() {
+        return tracker.#suggestedMapSizeMb!;
+      },
+      get map() {
+        return tracker.map;
+      },
+      get appliedLsn() {
+        return tracker.#appliedLsn;
+      },
+      set appliedLsn(lsn: Lsn) {
+        tracker.#appliedLsn = lsn;
+      },
+      get checkpointLsn() {
+        return tracker.#checkpointLsn;
+      },
+      adoptMap: (map) => {
+        this.#map = map;
+        this.#checkpointLsn = 0;
+        this.#noteMapFill(0);
+      },
+      settleCheckpoint: async () => {
+        await this.#checkpointing;
+      },
+      checkpoint: async (why) => {
+        await this.#checkpointing;
+        await this.#checkpoint(why);
+      },
+      decodeArchive: (until) => this.#decodeArchive(until),
+      loadMap: (mapSizeMb) => this.#loadMap(mapSizeMb),
+    });
   }
 
   /** ptrack's guidance for the map size, for the cluster's size when this process first connected. */
@@ -255,6 +205,7 @@ export class Tracker {
       reconnects: this.#reconnects,
       receivedLsn: this.#receivedLsn,
       recordsApplied: this.#recordsApplied,
+      walBytesApplied: this.#walBytesApplied,
       blocksMarked: this.#blocksMarked,
       checkpointSeconds: this.#checkpointSeconds,
       mapFill: this.#mapFill,
@@ -323,7 +274,7 @@ export class Tracker {
     await this.#running?.catch(() => {});
     await this.#connection?.close().catch(() => {});
     await this.#pool?.destroy();
-    await this.#checkpointPool.destroy();
+    await this.#checkpoints.destroy();
     this.#catalog?.close();
     this.releaseDataDir();
   }
@@ -367,102 +318,32 @@ export class Tracker {
       blockSize: server.blockSize,
       segmentSize: server.segmentSize,
     });
-    const slot = this.#o.slot;
-    const reinit = this.#o.reinit && !this.#map;
-    const followed = this.catalog.mapState()?.slotName;
-    if (followed && followed !== slot && !reinit) {
-      throw new SlotError(
-        `data directory ${this.#o.dataDir} follows slot ${followed}, not ${slot}: its map holds what that slot delivered. ` +
-          `Start with --slot ${followed}; or stop tracking with "ptrackd drop --slot ${followed} --data-dir ${this.#o.dataDir}"; ` +
-          `or add --reinit to start a new map with slot ${slot} (history is lost, and slot ${followed} stays on the server until dropped)`,
-      );
-    }
-    // Someone else streaming from our slot moves it; that is a second follower, not lost WAL.
-    await this.#awaitSlotFree(starting ? 5000 : 0);
-    const created = this.#o.createSlot && (await connection.createPhysicalSlot(slot));
-    const state = this.catalog.mapState();
-    if (state && state.slotName !== slot && !reinit) this.catalog.setSlotName(slot);
-    if (otherCluster) {
-      const why = `the server is system ${server.systemId}, not ${known.systemIdentifier}: another cluster answers at this address`;
-      return this.#startMap(`${why}; a new map starts`, 'gap');
-    }
-    if (!state || reinit) {
-      this.catalog.setTimeline(server.timeline);
-      const why = !state
-        ? created
-          ? `slot ${slot} created`
-          : `tracking started with slot ${slot}`
-        : `--reinit: a new map replaces the one from ${formatLsn(state.initLsn)}`;
-      if (this.#o.initFrom === undefined) return this.#startMap(why, 'init');
-      return this.#startMapInThePast(this.#o.initFrom, why);
-    }
-    if (!this.#map) {
-      const loaded = loadCheckpointedMap(this.#o.dataDir, this.catalog, (m) => this.#o.log('warn', m));
-      this.#map = loaded.map;
-      this.#checkpointLsn = loaded.resumeLsn;
-      this.#appliedLsn = loaded.resumeLsn;
-      this.#noteMapFill(loaded.map.fillRatio());
-      this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
-      if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== state.mapSizeMb)
-        this.#resize(this.#o.mapSizeMb);
-      if (this.#mapHint) this.#o.log('warn', this.#mapHint);
-    }
-    const onOtherBranch = await this.#joinTimeline(known?.timeline ?? server.timeline);
-    if (onOtherBranch) return onOtherBranch;
-    // A slot that had to be created again, or that kept less than we need, may start after our position.
-    const restart = (await slotState(this.#connectionConfig, slot))?.restartLsn ?? null;
-    if (restart !== null && restart > this.#appliedLsn) {
-      const why =
-        this.#lostWal ??
-        (created ? `slot ${slot} was missing and was created again` : `slot ${slot} no longer holds the WAL`);
-      this.#lostWal = undefined;
-      const from = this.#appliedLsn;
-      const missing = this.#o.restoreCommand === undefined ? undefined : await this.#backfill(restart);
-      if (missing === null) {
-        this.#o.log(
-          'info',
-          `${why}: WAL from ${formatLsn(from)} read from the archive up to ${formatLsn(this.#appliedLsn)}: no gap`,
-        );
-        return this.#appliedLsn;
-      }
-      const archive = missing === undefined ? '' : `, and the archive does not have it either (${missing})`;
-      return await this.#gap(
-        restart,
-        `${why}: WAL from ${formatLsn(this.#appliedLsn)} to ${formatLsn(restart)} is gone${archive}`,
-      );
-    }
-    this.#lostWal = undefined;
-    return this.#appliedLsn;
+    return this.#continuity.begin({
+      known,
+      reinit: this.#o.reinit === true && !this.#map,
+      // Someone else streaming from our slot moves it; that is a second follower, not lost WAL.
+      createSlot: async () => {
+        await this.#continuity.awaitSlotFree(starting ? 5000 : 0);
+        return this.#o.createSlot && (await connection.createPhysicalSlot(this.#o.slot));
+      },
+    });
   }
 
-  /** --map-size other than the map's: the map is rebuilt at that size with its history (resizeCheckpointedMap). */
-  #resize(mapSizeMb: number): void {
-    const started = performance.now();
-    let last = started;
-    const { map, reason, blocksCarried } = resizeCheckpointedMap(
-      this.#o.dataDir,
-      this.catalog,
-      this.map,
-      mapSizeMb,
-      ({ blocksDone, blocksTotal }) => {
-        const now = performance.now();
-        if (now - last < (this.#o.progressIntervalMs ?? 10_000)) return;
-        last = now;
-        const rate = (blocksDone * 1000) / (now - started);
-        this.#o.log(
-          'info',
-          `resizing the map: ${blocksDone} of ${blocksTotal} blocks, ${Math.round(rate)} blocks/s, ETA ${Math.round((blocksTotal - blocksDone) / rate)} s`,
-        );
-      },
-      crashPoint,
-    );
-    this.#map = map;
-    this.#noteMapFill(map.fillRatio());
-    const seconds = (performance.now() - started) / 1000;
-    this.#o.log(
-      'info',
-      `${reason} (${seconds.toFixed(1)} s, ${Math.round(blocksCarried / Math.max(seconds, 1e-3))} blocks/s)`,
-    );
+  /** The map as its last checkpoint left it (once per process), resized when --map-size names another size. */
+  #loadMap(mapSizeMb: number): void {
+    if (this.#map) return;
+    const loaded = loadCheckpointedMap(this.#o.dataDir, this.catalog, (m) => this.#o.log('warn', m));
+    this.#map = loaded.map;
+    this.#checkpointLsn = loaded.resumeLsn;
+    this.#appliedLsn = loaded.resumeLsn;
+    this.#noteMapFill(loaded.map.fillRatio());
+    this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
+    if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== mapSizeMb) {
+      // --map-size other than the map's: rebuilt at that size with its history
+      this.#map = resizeWithProgress(this.#o.dataDir, this.catalog, this.#map, this.#o.mapSizeMb, this.#o);
+      this.#noteMapFill(this.#map.fillRatio());
+    }
+    if (this.#mapHint) this.#o.log('warn', this.#mapHint);
   }
 
   /**
@@ -471,145 +352,7 @@ export class Tracker {
    */
   #noteMapFill(fill: number): void {
     this.#mapFill = fill;
-    const rate = falsePositiveRate(fill);
-    if (!this.#map || rate <= FALSE_POSITIVE_HINT) {
-      this.#mapHint = null;
-      return;
-    }
-    const size = mapSizeForFalsePositiveRate(
-      fill,
-      this.#map.entries,
-      FALSE_POSITIVE_HINT,
-      this.catalog.namedBlocks(),
-    );
-    const now = `the map's estimated false-positive rate is ${(rate * 100).toFixed(1)}%, over ${FALSE_POSITIVE_HINT * 100}%`;
-    this.#mapHint =
-      size === null
-        ? `${now}, and no map up to ${MAX_MAP_SIZE_MB} MB would bring it under: backups copy more than changed`
-        : `${now}: restart with --map-size ${size} to bring it under (the map is resized, its history kept)`;
-  }
-
-  /**
-   * The map's position is on timeline `mapTli`; the server is on its own. Where the server's history
-   * left `mapTli` before that position (a failover to a standby promoted while the old primary went on),
-   * what was applied past the switch is not this server's WAL: tracking goes back to the switch point
-   * and reads the server's timeline from there (the marks already made only add false positives). A
-   * timeline not in the server's history at all cannot be placed: that is a gap.
-   */
-  async #joinTimeline(mapTli: number): Promise<Lsn | undefined> {
-    const server = this.#server!;
-    if (mapTli === server.timeline) return undefined;
-    const span = spanOf(this.#history, mapTli);
-    if (!span) {
-      const restart = (await slotState(this.#connectionConfig, this.#o.slot))?.restartLsn ?? server.xlogPos;
-      const at = await this.#gap(
-        restart,
-        `the map followed timeline ${mapTli}, which is not in the history of the server's timeline ${server.timeline}`,
-      );
-      this.catalog.setTimeline(server.timeline);
-      return at;
-    }
-    if (span.end < this.#appliedLsn) {
-      this.#o.log(
-        'warn',
-        `timeline ${mapTli} ended at ${formatLsn(span.end)} on this server, before the map's position ${formatLsn(this.#appliedLsn)}: ` +
-          `WAL from ${formatLsn(span.end)} is read again from timeline ${server.timeline}`,
-      );
-      await this.#checkpointing;
-      this.#appliedLsn = span.end;
-      await this.#checkpoint('timeline switch');
-      if (this.#checkpointLsn !== span.end)
-        throw new Error(`could not record the move back to the switch point ${formatLsn(span.end)}`);
-    }
-    this.catalog.setTimeline(server.timeline);
-    return undefined;
-  }
-
-  /** A new map from the slot's restart LSN (first start, or another cluster). */
-  async #startMap(why: string, kind: 'init' | 'gap'): Promise<Lsn> {
-    const restart = (await slotState(this.#connectionConfig, this.#o.slot))?.restartLsn ?? null;
-    if (restart === null) {
-      throw new SlotError(
-        `slot ${this.#o.slot} reserves no WAL (create it with RESERVE_WAL, or let ptrackd create it)`,
-      );
-    }
-    const mapSizeMb = this.#o.mapSizeMb ?? this.#suggestedMapSizeMb!;
-    await this.#checkpointing; // of the map this one replaces
-    const map = PtrackMap.create(mapSizeMb, restart);
-    this.catalog.initMap(mapSizeMb, entriesForMapSize(mapSizeMb), restart, why, kind);
-    this.catalog.setSlotName(this.#o.slot);
-    this.#map = map;
-    this.#noteMapFill(0);
-    this.#appliedLsn = restart;
-    this.#checkpointLsn = 0;
-    await this.#checkpoint('initial');
-    this.#o.log(kind === 'gap' ? 'warn' : 'info', `tracking from ${formatLsn(restart)} (${why})`);
-    return restart;
-  }
-
-  /**
-   * A new map whose history starts at `initLsn`, before the slot's restart LSN: the archive is decoded
-   * from there up to the slot. The first segment is fetched before anything is written, so an init LSN
-   * older than the archive fails at once, naming the file.
-   */
-  async #startMapInThePast(initLsn: Lsn, why: string): Promise<Lsn> {
-    const restart = (await slotState(this.#connectionConfig, this.#o.slot))?.restartLsn ?? null;
-    if (restart === null) throw new SlotError(`slot ${this.#o.slot} reserves no WAL`);
-    if (initLsn > restart) {
-      throw new ArchiveError(
-        `--init-from ${formatLsn(initLsn)} is after the slot's restart LSN ${formatLsn(restart)}: nothing to read from the archive`,
-      );
-    }
-    const server = this.#server!;
-    const range = {
-      tli: server.timeline,
-      history: this.#history,
-      start: initLsn,
-      end: initLsn,
-      segmentSize: server.segmentSize,
-      systemId: server.systemId,
-    };
-    const first = fetchSegments(this.#restoreCommand(), range);
-    try {
-      await first.next(); // there, whole and ours, or an ArchiveError
-    } finally {
-      await first.return(undefined); // its scratch directory goes
-    }
-    const mapSizeMb = this.#o.mapSizeMb ?? this.#suggestedMapSizeMb!;
-    await this.#checkpointing;
-    this.#map = PtrackMap.create(mapSizeMb, initLsn);
-    this.catalog.initMap(
-      mapSizeMb,
-      entriesForMapSize(mapSizeMb),
-      initLsn,
-      `${why}; --init-from ${formatLsn(initLsn)} (the archive)`,
-      'init',
-    );
-    this.catalog.setSlotName(this.#o.slot);
-    this.#noteMapFill(0);
-    this.#appliedLsn = initLsn;
-    this.#checkpointLsn = 0;
-    await this.#checkpoint('initial');
-    this.#o.log(
-      'info',
-      `tracking from ${formatLsn(initLsn)} (--init-from): reading the archive up to the slot at ${formatLsn(restart)}`,
-    );
-    const missing = await this.#backfill(restart);
-    if (missing !== null) {
-      return this.#gap(
-        restart,
-        `the archive ends before the slot's restart LSN ${formatLsn(restart)} (${missing})`,
-      );
-    }
-    return this.#appliedLsn;
-  }
-
-  #restoreCommand(): RestoreCommand {
-    if (this.#o.restoreCommand === undefined) throw new ArchiveError('--init-from needs --restore-command');
-    return new RestoreCommand(this.#o.restoreCommand, {
-      timeoutMs: this.#o.restoreTimeoutMs,
-      cwd: this.#o.pgdata,
-    });
+    this.#mapHint = this.#map ? mapFillHint(fill, this.#map.entries, () => this.catalog.namedBlocks()) : null;
   }
 
   /**
@@ -617,7 +360,7 @@ export class Tracker {
    * same pipeline and workers as streamed WAL, and checkpoints. Returns null when it got there, else the
    * first file missing from the archive; anything else wrong with the archive is thrown.
    */
-  async #backfill(until: Lsn): Promise<string | null> {
+  async #decodeArchive(until: Lsn): Promise<string | null> {
     const server = this.#server!;
     const from = this.#appliedLsn;
     let resume: (() => void) | undefined;
@@ -637,7 +380,7 @@ export class Tracker {
         segmentSize: server.segmentSize,
         systemId: server.systemId,
       };
-      for await (const segment of fetchSegments(this.#restoreCommand(), range)) {
+      for await (const segment of fetchSegments(restoreCommand(this.#o), range)) {
         const skip = Math.max(0, from - segment.lsn);
         const read = (into: Uint8Array, offset: number) => segment.readInto(into, skip + offset);
         if (pipeline.pushWith(segment.size - skip, segment.lsn + skip, read)) {
@@ -661,47 +404,6 @@ export class Tracker {
     // The pipeline stays: streaming goes on with it from the first byte the archive did not give, which
     // may be in the middle of a record (the slot's segment need not be archived yet).
     return null;
-  }
-
-  /** Continuity is broken: history before `at` is incomplete. init_lsn moves there and says why. */
-  async #gap(at: Lsn, why: string): Promise<Lsn> {
-    await this.#checkpointing;
-    this.catalog.moveInitLsn(at, why);
-    this.map.initLsn = at;
-    this.#appliedLsn = at;
-    await this.#checkpoint('gap');
-    this.#o.log('warn', `gap: ${why}; init_lsn is now ${formatLsn(at)}`);
-    return at;
-  }
-
-  /**
-   * Waits up to `ms` for no other process to stream from the slot (a walsender of ours that the server
-   * has not yet seen go, after a kill or a cut connection), then refuses with who holds it.
-   */
-  async #awaitSlotFree(ms: number): Promise<void> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const pid = (await slotState(this.#connectionConfig, this.#o.slot))?.activePid ?? null;
-      if (pid === null) return;
-      if (Date.now() >= deadline) {
-        throw new SlotError(
-          `slot ${this.#o.slot} is in use by another process (walsender pid ${pid} on the server): is another ptrackd ` +
-            'or pg_receivewal following it? Stop it, or give this one its own --slot and --data-dir',
-        );
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-
-  /** After a failed stream: a slot the server invalidated is dropped, so that #connect creates it again. */
-  async #inspectSlot(): Promise<void> {
-    const slot = await slotState(this.#connectionConfig, this.#o.slot);
-    if (slot && (slot.restartLsn === null || slot.walStatus === 'lost')) {
-      this.#lostWal = `slot ${this.#o.slot} was invalidated (wal_status ${slot.walStatus}): the server removed WAL it held`;
-      await withSql(this.#connectionConfig, (c) =>
-        c.query('SELECT pg_drop_replication_slot($1)', [this.#o.slot]),
-      );
-    }
   }
 
   /**
@@ -740,7 +442,7 @@ export class Tracker {
         }
         if (
           failure.kind === 'wal-removed' &&
-          (await this.#releaseRemovedWal(failure.segment, failure.message))
+          (await this.#continuity.releaseRemovedWal(failure.segment, failure.message))
         )
           continue;
         const delay = Math.min(30_000, 250 * 2 ** Math.min(failures - 1, 7)) * (0.5 + Math.random() / 2);
@@ -748,42 +450,11 @@ export class Tracker {
           'warn',
           `replication interrupted: ${failure.message}; reconnecting in ${Math.round(delay)} ms`,
         );
-        await this.#inspectSlot().catch(() => {});
+        await this.#continuity.inspectSlot().catch(() => {});
         // A stop does not wait out the backoff (up to 30 s).
         await Promise.race([new Promise((r) => setTimeout(r, delay)), this.#stopRequested]);
       }
     }
-  }
-
-  /**
-   * The server says the WAL at the map's position is gone (pg_resetwal, a segment removed by hand, a
-   * standby that never had it) while the slot still claims it: the slot is dropped so that #connect
-   * creates it where WAL is available again, reads what the archive has, and records the rest as a gap
-   * naming the segment. False when the slot could not be dropped yet (the next attempt tries again).
-   */
-  async #releaseRemovedWal(segment: string, message: string): Promise<boolean> {
-    const slot = this.#o.slot;
-    // A slot the server invalidated says why itself (and is dropped by #inspectSlot).
-    await this.#inspectSlot().catch(() => {});
-    if (this.#lostWal) return true;
-    if (!this.#o.createSlot) {
-      const remedy = `drop slot ${slot} and create it again (SELECT pg_drop_replication_slot('${slot}'); SELECT pg_create_physical_replication_slot('${slot}', true)), or drop --no-create-slot; ptrackd then records a gap from the new slot's position`;
-      this.#o.log('error', `${message}: ${remedy}`);
-      throw new FollowError(message, remedy);
-    }
-    this.#o.log(
-      'info',
-      `the server no longer has WAL segment ${segment}, which the map needs next: slot ${slot} is made again where WAL is available`,
-    );
-    try {
-      await this.#awaitSlotFree(10_000);
-      await withSql(this.#connectionConfig, (c) => c.query('SELECT pg_drop_replication_slot($1)', [slot]));
-    } catch (e) {
-      this.#o.log('warn', `could not drop slot ${slot} yet: ${(e as Error).message}`);
-      return false;
-    }
-    this.#lostWal = `the server no longer has WAL segment ${segment} (${message}), and slot ${slot} was made again`;
-    return true;
   }
 
   /** One START_REPLICATION from `startLsn` (where the last complete record applied ends) until it ends. */
@@ -848,6 +519,7 @@ export class Tracker {
       run: (task) => pool.run(task),
       onApplied: (ops, applied, records, blocks) => {
         this.catalog.applyOps(ops);
+        this.#walBytesApplied += Math.max(0, applied - this.#appliedLsn);
         this.#appliedLsn = applied;
         this.#noteBehind();
         this.#recordsApplied += records;
@@ -861,28 +533,14 @@ export class Tracker {
 
   /** During catch-up: how far behind, how fast, and when it should be done. */
   #progressReporter(): ReturnType<typeof setInterval> {
-    const every = this.#o.progressIntervalMs ?? 10_000;
-    let last = { at: Date.now(), applied: this.#appliedLsn };
-    let maxBehind = 0;
-    return setInterval(() => {
-      const now = Date.now();
-      const behind = this.#serverLsn - this.#appliedLsn;
-      const rate = ((this.#appliedLsn - last.applied) * 1000) / Math.max(1, now - last.at);
-      last = { at: now, applied: this.#appliedLsn };
-      const caughtUp = behind < 1 << 20;
-      if (caughtUp && maxBehind === 0) return;
-      maxBehind = Math.max(maxBehind, behind);
-      const progress = {
-        behindBytes: behind,
-        bytesPerSecond: Math.round(rate),
-        etaSeconds: rate > 0 ? Math.round(behind / rate) : null,
-        maxBehindBytes: maxBehind,
-      };
-      // One last report when catch-up ends, so a progress bar reaches 100%.
-      if (caughtUp) maxBehind = 0;
-      if (this.#o.onProgress) return this.#o.onProgress(progress);
-      this.#o.log('info', describeProgress(progress), progress);
-    }, every);
+    return reportProgress(
+      this.#o.progressIntervalMs ?? 10_000,
+      () => ({ serverLsn: this.#serverLsn, appliedLsn: this.#appliedLsn }),
+      (progress) => {
+        if (this.#o.onProgress) return this.#o.onProgress(progress);
+        this.#o.log('info', describeProgress(progress), { ...progress });
+      },
+    );
   }
 
   #checkpointDue(): boolean {
@@ -902,14 +560,11 @@ export class Tracker {
   #checkpoint(why: string): Promise<void> {
     if (this.#checkpointing) return this.#checkpointing;
     const lsn = this.#appliedLsn;
-    const started = performance.now();
-    const catalog = this.catalog;
-    this.#checkpointing = this.#checkpointPool
-      .run({ dataDir: this.#o.dataDir, map: this.map.buffer })
-      .then(({ blockCrcs, fill }) => {
-        commitCheckpoint(this.#o.dataDir, catalog, lsn, blockCrcs, crashPoint);
+    this.#checkpointing = this.#checkpoints
+      .write(this.map, this.catalog, lsn)
+      .then(({ fill, seconds }) => {
         this.#noteMapFill(fill);
-        this.#checkpointSeconds = (performance.now() - started) / 1000;
+        this.#checkpointSeconds = seconds;
         this.#checkpointLsn = lsn;
         this.#lastCheckpointAt = Date.now();
         this.#stream?.sendStatus(lsn);
@@ -925,158 +580,8 @@ export class Tracker {
   }
 }
 
-/** "catching up: 812.0 MB behind, 95.1 MB/s, ETA 9 s", or "caught up" at the end. */
-export function describeProgress(p: CatchUpProgress): string {
-  const mb = (n: number) => (n / 2 ** 20).toFixed(1);
-  if (p.behindBytes < 1 << 20) return `caught up: ${mb(p.maxBehindBytes)} MB of WAL applied`;
-  const eta = p.etaSeconds === null ? 'unknown' : `${p.etaSeconds} s`;
-  return `catching up: ${mb(p.behindBytes)} MB behind, ${mb(p.bytesPerSecond)} MB/s, ETA ${eta}`;
-}
-
-/** The slot named is not this data directory's, or another process streams from it. */
-export class SlotError extends Error {
-  override readonly name = 'SlotError';
-}
-
 /** ptrack's guidance: map_size of about 1/1024 of the cluster's size, here at least 64 MB (and at most 32 GB). */
 async function suggestedMapSize(config: pg.ClientConfig): Promise<number> {
-  return withSql(config, async (c) => {
-    const bytes = Number(
-      (await c.query('SELECT sum(pg_database_size(oid))::bigint AS size FROM pg_database')).rows[0].size,
-    );
-    return Math.min(MAX_MAP_SIZE_MB, Math.max(64, Math.ceil(bytes / 1024 / 2 ** 20)));
-  });
-}
-
-/** A regular (non-replication) connection, to database postgres unless the settings name another. */
-async function sqlClient(config: pg.ClientConfig): Promise<pg.Client> {
-  const { default: pgModule } = await import('pg');
-  const client = new pgModule.Client({ database: 'postgres', ...config });
-  await connectClient(client, 'could not connect');
-  return client;
-}
-
-/** A regular (non-replication) connection for what the replication protocol cannot ask before 15. */
-async function withSql<T>(config: pg.ClientConfig, f: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = await sqlClient(config);
-  try {
-    return await f(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-const SERVER_POSITION_SQL =
-  'SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_flush_lsn() END)::text AS lsn';
-
-/**
- * The server's current WAL position, what a query waits for by default, asked over one connection that
- * stays open while questions come (a new connection made each answer ~20 ms slower). A connection that
- * fails, or is slower than `timeoutMs`, is dropped and the next question makes a new one; after
- * `idleMs` without a question it is closed, so that an idle daemon holds no backend on the server.
- */
-export class ServerWalPosition {
-  readonly #config: pg.ClientConfig;
-  readonly #timeoutMs: number;
-  readonly #idleMs: number;
-  #client: Promise<pg.Client> | undefined;
-  #idle: NodeJS.Timeout | undefined;
-
-  constructor(config: pg.ClientConfig, o: { timeoutMs?: number; idleMs?: number } = {}) {
-    this.#config = config;
-    this.#timeoutMs = o.timeoutMs ?? 10_000;
-    this.#idleMs = o.idleMs ?? 60_000;
-  }
-
-  async read(): Promise<Lsn> {
-    clearTimeout(this.#idle);
-    const kept = this.#client !== undefined;
-    try {
-      return await this.#ask();
-    } catch (e) {
-      // A kept connection the server has closed since (a restart) is not the server being unreachable.
-      if (!kept) throw e;
-      return await this.#ask();
-    } finally {
-      this.#idle = setTimeout(() => this.close(), this.#idleMs).unref();
-    }
-  }
-
-  async #ask(): Promise<Lsn> {
-    const client = this.#client ?? this.#connect();
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const result = await Promise.race([
-        client.then((c) => c.query(SERVER_POSITION_SQL)),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`the server did not answer within ${this.#timeoutMs / 1000} s`)),
-            this.#timeoutMs,
-          );
-        }),
-      ]);
-      return parseLsn(String(result.rows[0].lsn));
-    } catch (e) {
-      this.#drop(client);
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  close(): void {
-    clearTimeout(this.#idle);
-    if (this.#client) this.#drop(this.#client);
-  }
-
-  /** A new connection, kept until it fails or ends (the server restarting, idle_session_timeout). */
-  #connect(): Promise<pg.Client> {
-    const connecting = sqlClient({ connectionTimeoutMillis: this.#timeoutMs, ...this.#config });
-    this.#client = connecting;
-    connecting.then(
-      (c) =>
-        c.on('end', () => {
-          if (this.#client === connecting) this.#client = undefined;
-        }),
-      () => {},
-    );
-    return connecting;
-  }
-
-  #drop(client: Promise<pg.Client>): void {
-    if (this.#client === client) this.#client = undefined;
-    client.then((c) => c.end()).catch(() => {});
-  }
-}
-
-async function catalogVersion(config: pg.ClientConfig): Promise<number> {
-  return withSql(config, async (c) =>
-    Number((await c.query('SELECT catalog_version_no FROM pg_control_system()')).rows[0].catalog_version_no),
-  );
-}
-
-/** The slot as pg_replication_slots shows it, or null when it does not exist. */
-async function slotState(
-  config: pg.ClientConfig,
-  slot: string,
-): Promise<{ restartLsn: Lsn | null; walStatus: string; activePid: number | null } | null> {
-  return withSql(config, async (c) => {
-    const sql =
-      'SELECT restart_lsn::text AS lsn, wal_status, active_pid FROM pg_replication_slots WHERE slot_name = $1';
-    const row = (await c.query(sql, [slot])).rows[0];
-    if (!row) return null;
-    return {
-      restartLsn: row.lsn ? parseLsn(String(row.lsn)) : null,
-      walStatus: String(row.wal_status),
-      activePid: row.active_pid === null ? null : Number(row.active_pid),
-    };
-  });
-}
-
-/**
- * Stops the process at once, as a crash would, where CRASH_PTRACKD_AT names this moment: how the
- * tests show that a kill at any step of a resize or a checkpoint leaves a whole map.
- */
-function crashPoint(name: string): void {
-  if (process.env.CRASH_PTRACKD_AT === name) process.kill(process.pid, 'SIGKILL');
+  const bytes = await clusterSize(config);
+  return Math.min(MAX_MAP_SIZE_MB, Math.max(64, Math.ceil(bytes / 1024 / 2 ** 20)));
 }

@@ -145,4 +145,29 @@ describe('a pod simulation: the manifests’ settings, command, args and env, ag
     expect(await exited).toBe(0);
     expect(readFileSync(join(scratch, 'ptrackd.yaml'), 'utf8')).toMatch(/wait-for-server/);
   }, 90_000);
+
+  it('exports every metric the Grafana dashboard (the ConfigMap Grafana’s sidecar picks up) draws', async () => {
+    const exited = startSidecar();
+    await untilReady();
+    const carrier = m.objects.find(
+      (o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1',
+    )!;
+    const dashboard = JSON.parse(carrier.data['ptrackd-dashboard.json']);
+    const queries = [
+      ...dashboard.panels.flatMap((p: { targets: { expr: string }[] }) => p.targets.map((t) => t.expr)),
+      ...dashboard.templating.list.map((v: { definition?: string }) => v.definition ?? ''),
+    ].join('\n');
+    // one statement answered, so that the latency histogram has samples
+    const answered = await fetch(`http://127.0.0.1:${listen}/query`, {
+      method: 'POST',
+      body: JSON.stringify({ sql: 'SELECT ptrack_version()' }),
+    });
+    expect(answered.status).toBe(200);
+    const metrics = (await probe('/metrics')).body;
+    const used = new Set(queries.match(/ptrackd_\w+/g));
+    expect(used.size).toBeGreaterThanOrEqual(12);
+    for (const name of used) expect(metrics).toMatch(new RegExp(`^${name}[ {]`, 'm'));
+    daemon!.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  }, 90_000);
 });

@@ -160,13 +160,15 @@ export function daemonCommand(y: Argv): Argv {
       // Imported when the daemon runs, not to start the other commands (or to print --help).
       const [
         { MAX_MAP_SIZE_MB },
-        { ServerWalPosition, Tracker },
+        { ServerWalPosition },
+        { Tracker },
         { QueryService },
         { parseLsn },
         { daemonOutput },
-        { serve },
+        { DaemonMetrics, serve },
       ] = await Promise.all([
         import('../../map/index.ts'),
+        import('../../replication/index.ts'),
         import('../../tracker/index.ts'),
         import('../../query/index.ts'),
         import('../../wal/index.ts'),
@@ -203,16 +205,19 @@ export function daemonCommand(y: Argv): Argv {
       // Before anything listens: a second daemon on this directory is refused having done nothing.
       tracker.lockDataDir();
       // Listening first: a sidecar that starts before its server is alive (and not ready) meanwhile.
+      const metrics = new DaemonMetrics(tracker);
       const queries = new QueryService({
         source: tracker,
         pgdata: a.pgdata ? resolve(a.pgdata) : undefined,
         serverPosition: new ServerWalPosition(connection),
+        onAnswered: (seconds, outcome) => metrics.observeQuery(seconds, outcome),
       });
       const server = await serve(tracker, {
         host,
         port: portText,
         readyMaxLagBytes: a['ready-max-lag'],
         queries,
+        metrics,
       }).catch((e: NodeJS.ErrnoException) => {
         tracker.releaseDataDir();
         void queries.close();
@@ -227,6 +232,7 @@ export function daemonCommand(y: Argv): Argv {
             throw e;
           })
         : undefined;
+      if (pgServer) metrics.watchPgEndpoint(pgServer);
       let stopping = false;
       let shutdown: (why: string) => void = () => {};
       const stopped = new Promise<void>((done) => {
