@@ -8,7 +8,7 @@ import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
 import { REPO_ROOT } from '../helpers/fixtures.ts';
 import { clusterPagesChangedSince, reportedBlocks } from '../helpers/oracle.ts';
-import { type Major, PgCluster, pgBinDirFor } from '../helpers/pg-cluster.ts';
+import { PgCluster, pgBinDirFor } from '../helpers/pg-cluster.ts';
 import { scratchDir } from '../helpers/scratch.ts';
 import { waldumpOf } from '../helpers/waldump-oracle.ts';
 import { runWorkloadMix } from '../helpers/workload.ts';
@@ -20,7 +20,7 @@ const run = promisify(execFile);
  * decoder against that version's own pg_waldump, the daemon following it through a restart, kill -9s
  * and SIGTERM, and the page-LSN oracle through `ptrackd sql` — on stock PostgreSQL 13 and 18.
  */
-describe.each([13, 18] as Major[])('live on PostgreSQL %i', (major) => {
+describe.each([13, 18] as const)('live on PostgreSQL %i', (major) => {
   const binaries = pgBinDirFor(major);
   const missing = 'missing' in binaries ? binaries.missing : undefined;
   if (missing) console.warn(`SKIPPED: the live tests on PostgreSQL ${major} need its binaries: ${missing}`);

@@ -22,14 +22,17 @@ import { basename, join } from 'node:path';
  * `destroy()` stops and removes it; a process exit does the same for any cluster a failed test left.
  */
 
-/** The majors the live tests run: Debian's 15, and stock 13 and 18 from ../shared/pg's tarballs. */
-export type Major = 13 | 15 | 18;
+/**
+ * The servers the live tests run: Debian's 15, stock 13 and 18 from ../shared/pg's tarballs, and
+ * '15-ptrack', PostgreSQL 15.18 with ptrack's core patch and the ptrack 2.4 extension (the same tarballs).
+ */
+export type Major = 13 | 15 | 18 | '15-ptrack';
 
 const REPO = join(import.meta.dirname, '../..');
 
 /**
- * Where a major's binaries are, unpacking 13's or 18's tarball from ../shared/pg into .tools/pg (git
- * ignores it) the first time; null, with the reason, when they cannot be had (a public clone has no
+ * Where a major's binaries are, unpacking its tarball from ../shared/pg into .tools/pg (git ignores it)
+ * the first time; null, with the reason, when they cannot be had (a public clone has no
  * ../shared): the caller skips, saying so.
  */
 export function pgBinDirFor(major: Major): { bindir: string } | { missing: string } {
