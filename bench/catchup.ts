@@ -110,10 +110,12 @@ export async function receivewalAttached<T>(
   cluster: PgCluster,
   scratch: string,
   f: (pid: number) => Promise<T>,
+  extra: readonly string[] = [],
 ): Promise<T> {
   const dir = mkdtempSync(join(scratch, 'recv-load-'));
   const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(cluster.port), PGUSER: 'postgres' };
-  const recv = spawn(join(cluster.bindir, 'pg_receivewal'), ['-D', dir, '-n'], { env, stdio: 'ignore' });
+  const args = ['-D', dir, '-n', ...extra];
+  const recv = spawn(join(cluster.bindir, 'pg_receivewal'), args, { env, stdio: 'ignore' });
   try {
     await sleep(1000);
     return await f(recv.pid!);

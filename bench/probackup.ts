@@ -174,7 +174,7 @@ type RelayPath = 'direct' | 'node pipe' | 'ptrackd';
 const mb = (n: number) => (n / 2 ** 20).toFixed(1);
 
 /** Drops the kernel's page cache (root only), so that what a backup reads comes from storage. */
-function dropCaches(): boolean {
+export function dropCaches(): boolean {
   try {
     execFileSync('sync'); // only clean pages can be dropped
     writeFileSync('/proc/sys/vm/drop_caches', '3');
@@ -188,10 +188,17 @@ function dropCaches(): boolean {
  * Runs a program as the server's user (pg_probackup reads PGDATA) in `cwd`, returning its output, wall time and
  * the bytes it read: /proc/PID/io sampled until it exits (the last 20 ms may be missed).
  */
-function runAsServerUser(
-  argv: string[],
-  cwd: string,
-): Promise<{ output: string; stdout: string; seconds: number; readBytes: number; rchar: number }> {
+export interface ServerUserRun {
+  readonly output: string;
+  readonly stdout: string;
+  readonly seconds: number;
+  readonly readBytes: number;
+  readonly rchar: number;
+  /** Each line of stderr with when it arrived, in seconds from the start (pg_probackup logs there). */
+  readonly lines: readonly { readonly at: number; readonly line: string }[];
+}
+
+export function runAsServerUser(argv: string[], cwd: string): Promise<ServerUserRun> {
   const asRoot = process.getuid?.() === 0;
   const ids = asRoot ? postgresIds() : {};
   return new Promise((resolve, reject) => {
@@ -208,7 +215,15 @@ function runAsServerUser(
       output += b;
       stdout += b;
     });
-    child.stderr.on('data', (b) => (output += b));
+    const lines: { at: number; line: string }[] = [];
+    let partial = '';
+    child.stderr.on('data', (b) => {
+      output += b;
+      const at = (performance.now() - started) / 1000;
+      const parts = (partial + b).split('\n');
+      partial = parts.pop()!;
+      for (const line of parts) lines.push({ at, line });
+    });
     let io = { readBytes: 0, rchar: 0 };
     const sample = setInterval(() => {
       try {
@@ -225,7 +240,7 @@ function runAsServerUser(
     child.on('close', (code) => {
       clearInterval(sample);
       if (code !== 0) return reject(new Error(`${argv.slice(0, 2).join(' ')} exited ${code}: ${output}`));
-      resolve({ output, stdout, seconds: (performance.now() - started) / 1000, ...io });
+      resolve({ output, stdout, seconds: (performance.now() - started) / 1000, ...io, lines });
     });
   });
 }

@@ -1,4 +1,5 @@
 import { cpus } from 'node:os';
+import { benchAnchor } from './anchor.ts';
 import { benchBackfill, printBackfill } from './backfill.ts';
 import { benchCatchUp, printCatchUp } from './catchup.ts';
 import { benchCrc32c } from './crc32c.ts';
@@ -108,6 +109,9 @@ printBackfill(log, await benchBackfill(log));
 
 const probackup = await benchProbackup(Number(process.env.BENCH_PROBACKUP_SCALE ?? 130), log);
 if (probackup) printProbackup(probackup, log);
+
+// ptrack 2.4 itself, on its own benchmarks (prints as it goes; skipped without ../shared's ptrack build)
+await benchAnchor(log);
 
 const pgdataAfter = q.rows.find((r) => r.mode === 'pgdata' && r.since !== q.rows[0].since) ?? q.rows[0];
 const best2 = pools[1];

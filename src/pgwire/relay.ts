@@ -62,10 +62,11 @@ const MAX_INSPECTED = 64 * 1024;
  * connections and CancelRequests are relayed as they are.
  */
 export function listenPgWire(o: PgEndpointOptions): Promise<Server> {
+  const streams = new WalStreams();
   const server = createServer((socket) => {
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.setNoDelay(true);
-    accept(socket, o).catch((e: Error) => {
+    accept(socket, o, streams).catch((e: Error) => {
       o.log('warn', `pg endpoint: connection from ${peer} closed: ${e.message}`);
       socket.destroy();
     });
@@ -132,7 +133,7 @@ class StartupReader {
   }
 }
 
-async function accept(socket: Socket, o: PgEndpointOptions): Promise<void> {
+async function accept(socket: Socket, o: PgEndpointOptions, streams: WalStreams): Promise<void> {
   let client: Socket = socket;
   let reader = new StartupReader(client);
   for (;;) {
@@ -162,7 +163,7 @@ async function accept(socket: Socket, o: PgEndpointOptions): Promise<void> {
       });
       upstream.write(packet);
       const replication = (params.get('replication') ?? 'false').toLowerCase() !== 'false';
-      new RelaySession(client, upstream, { replication, leftover: reader.release(), ...o });
+      new RelaySession(client, upstream, { replication, leftover: reader.release(), streams, ...o });
       return;
     } else {
       throw new PgWireProtocolError(`unsupported protocol or request code ${code}`);
@@ -216,6 +217,49 @@ interface LocalBatch {
   failed: boolean;
 }
 
+/** A backup ends: pg_backup_stop (15+) or pg_stop_backup (13, 14) called in a relayed statement. */
+const BACKUP_STOP = /\bpg_(?:backup_stop|stop_backup)\s*\(/i;
+/** After a backup's end, how often and for how long its WAL stream is nudged (see WalStreams). */
+const NUDGE_EVERY_MS = 250;
+const NUDGE_FOR_MS = 15_000;
+
+/**
+ * The replication sessions relayed now. When a session's pg_backup_stop has been answered, each of
+ * them is sent a keepalive (no reply asked) every NUDGE_EVERY_MS for NUDGE_FOR_MS. A backup tool's WAL
+ * receiver (pg_receivewal's code, which pg_probackup --stream runs) checks whether it has reached the
+ * stop LSN only when a message arrives or its 10 s status interval passes; on a server with no other
+ * writes nothing arrives, and every backup waited up to 10 s for nothing, through ptrackd or straight to
+ * the server alike (bench/anchor.ts). Keepalives are what the server itself sends an idle receiver.
+ */
+class WalStreams {
+  readonly #sessions = new Set<RelaySession>();
+  #until = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  add(session: RelaySession): void {
+    this.#sessions.add(session);
+  }
+
+  delete(session: RelaySession): void {
+    this.#sessions.delete(session);
+  }
+
+  backupStopped(): void {
+    this.#until = Date.now() + NUDGE_FOR_MS;
+    this.#nudge();
+    this.#timer ??= setInterval(() => this.#nudge(), NUDGE_EVERY_MS).unref();
+  }
+
+  #nudge(): void {
+    if (Date.now() > this.#until) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
+    for (const session of this.#sessions) session.nudge();
+  }
+}
+
 /**
  * One client session relayed to one server session. Bytes from the server go to the client as they
  * come (their message headers are read to follow ReadyForQuery). Bytes from the client are cut into
@@ -225,7 +269,7 @@ interface LocalBatch {
 class RelaySession {
   readonly #client: Socket;
   readonly #upstream: Socket;
-  readonly #o: PgEndpointOptions & { replication: boolean };
+  readonly #o: PgEndpointOptions & { replication: boolean; streams: WalStreams };
   #authenticated = false;
   /** The last transaction status the server reported. */
   #status: TransactionStatus = 'I';
@@ -243,20 +287,33 @@ class RelaySession {
   #executions: { batch: LocalBatch; slot: number; statement: PtrackStatement; params: (string | null)[] }[] =
     [];
   #busy = false;
-  // server → client header tracking
-  #serverHeader = Buffer.alloc(6);
+  // server → client header tracking: a message's type and length, ReadyForQuery's status, and the
+  // kind and walEnd of a replication stream's CopyData
+  #serverHeader = Buffer.alloc(5 + WAL_HEADER);
   #serverHeaderBytes = 0;
+  /** How much of the current message's start is kept in #serverHeader (0: not known yet). */
+  #serverHeaderWanted = 0;
   #serverRemaining = 0;
+  /** The server is streaming WAL (CopyBothResponse seen, its CopyDone not yet). */
+  #streaming = false;
+  /** The walEnd of the server's last XLogData or keepalive. */
+  readonly #walEnd = Buffer.alloc(8);
+  /** A keepalive waits for the next message boundary. */
+  #nudgePending = false;
+  /** A pg_backup_stop was relayed; its ReadyForQuery has not come back yet. */
+  #backupStopping = false;
 
   constructor(
     client: Socket,
     upstream: Socket,
-    o: PgEndpointOptions & { replication: boolean; leftover: Buffer },
+    o: PgEndpointOptions & { replication: boolean; streams: WalStreams; leftover: Buffer },
   ) {
     this.#client = client;
     this.#upstream = upstream;
     this.#o = o;
+    if (o.replication) o.streams.add(this);
     const close = (why: string) => () => {
+      o.streams.delete(this);
       if (this.#client.destroyed && this.#upstream.destroyed) return;
       this.#o.log('info', `pg endpoint: session ended (${why})`);
       this.#client.destroy();
@@ -282,16 +339,49 @@ class RelaySession {
         at += n;
         continue;
       }
-      // A header (type and length) and, for ReadyForQuery, its status byte: at most 6 bytes kept.
       this.#serverHeader[this.#serverHeaderBytes++] = chunk[at++];
       if (this.#serverHeaderBytes < 5) continue;
       const type = String.fromCharCode(this.#serverHeader[0]);
-      if (type === 'Z' && this.#serverHeaderBytes < 6) continue;
       const length = this.#serverHeader.readInt32BE(1);
+      // Beyond type and length: ReadyForQuery's status; a WAL stream's CopyData kind and positions.
+      this.#serverHeaderWanted ||=
+        5 + (type === 'Z' ? 1 : type === 'd' && this.#streaming ? Math.min(WAL_HEADER, length - 4) : 0);
+      if (this.#serverHeaderBytes < this.#serverHeaderWanted) continue;
+      this.#serverRemaining = length + 1 - this.#serverHeaderWanted;
       this.#serverHeaderBytes = 0;
-      this.#serverRemaining = length - 4 - (type === 'Z' ? 1 : 0);
-      if (type === 'Z') this.#ready(String.fromCharCode(this.#serverHeader[5]) as TransactionStatus);
+      this.#serverHeaderWanted = 0;
+      this.#serverMessage(type, length);
     }
+    if (this.#nudgePending) this.nudge();
+  }
+
+  /** A message from the server whose start (#serverHeader) has been relayed. */
+  #serverMessage(type: string, length: number): void {
+    const head = this.#serverHeader;
+    if (type === 'Z') {
+      this.#streaming = false;
+      this.#ready(String.fromCharCode(head[5]) as TransactionStatus);
+    } else if (type === 'W') this.#streaming = this.#o.replication;
+    else if (type === 'c' || type === 'E') this.#streaming = false;
+    else if (type === 'd' && this.#streaming && length - 4 >= WAL_HEADER) {
+      // XLogData: 'w', walStart, walEnd, …; a keepalive: 'k', walEnd, …
+      if (head[5] === 0x77) head.copy(this.#walEnd, 0, 5 + 9, 5 + 17);
+      else if (head[5] === 0x6b) head.copy(this.#walEnd, 0, 5 + 1, 5 + 9);
+    }
+  }
+
+  /**
+   * Sends the client a keepalive now if the server's stream is at a message boundary, else at the next
+   * one (WalStreams says when and why); nothing once the server has ended the stream.
+   */
+  nudge(): void {
+    this.#nudgePending = false;
+    if (!this.#streaming || this.#client.destroyed) return;
+    if (this.#serverRemaining > 0 || this.#serverHeaderBytes > 0) {
+      this.#nudgePending = true;
+      return;
+    }
+    this.#client.write(keepalive(this.#walEnd));
   }
 
   #ready(status: TransactionStatus): void {
@@ -299,6 +389,10 @@ class RelaySession {
     if (!this.#authenticated) {
       this.#authenticated = true; // the first ReadyForQuery: authentication is over
       return;
+    }
+    if (this.#backupStopping) {
+      this.#backupStopping = false;
+      this.#o.streams.backupStopped();
     }
     if (this.#awaitingReady > 0) this.#awaitingReady--;
     if (this.#awaitingReady === 0) for (const wake of this.#whenIdle.splice(0)) wake();
@@ -358,6 +452,7 @@ class RelaySession {
     const statement = recognise(parse?.sql ?? parseQuery(body), this.#o.schema);
     // Ours only as a whole exchange: not a named statement, nor a Parse inside one sent to the server.
     if (!statement || (parse && (parse.statement !== '' || this.#relayingExchange))) {
+      if (BACKUP_STOP.test(parse?.sql ?? (type === 'Q' ? parseQuery(body) : ''))) this.#backupStopping = true;
       this.#relayed(type);
       this.#upstream.write(whole);
       return;
@@ -518,4 +613,20 @@ function textParameter(value: Buffer | null, formats: readonly number[], i: numb
     throw new WireError({ code: '22P03', message: 'incorrect binary data format in bind parameter 1' });
   const lsn = value.readBigUInt64BE(0);
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+/** The start of a WAL stream's CopyData kept to read walEnd: kind, then walStart and walEnd (XLogData). */
+const WAL_HEADER = 17;
+/** PostgreSQL's epoch, 2000-01-01, in Unix milliseconds: a keepalive's sendTime counts µs from it. */
+const PG_EPOCH_MS = 946_684_800_000;
+
+/** A primary keepalive message in its CopyData: 'k', walEnd, sendTime, no reply requested. */
+function keepalive(walEnd: Buffer): Buffer {
+  const b = Buffer.alloc(1 + 4 + 1 + 8 + 8 + 1);
+  b.write('d', 0, 'latin1');
+  b.writeInt32BE(4 + 1 + 8 + 8 + 1, 1);
+  b.write('k', 5, 'latin1');
+  walEnd.copy(b, 6);
+  b.writeBigInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 14);
+  return b;
 }

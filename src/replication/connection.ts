@@ -41,6 +41,8 @@ export interface StreamHandlers {
   readonly onWal: (bytes: Uint8Array, walStart: Lsn, walEnd: Lsn) => void;
   /** The positions to report when the server asks for a reply (flush: the last durable checkpoint). */
   readonly positions: () => Lsn;
+  /** Each keepalive that arrives (after the reply it asked for, if any). */
+  readonly onKeepalive?: (walEnd: Lsn) => void;
   /**
    * With no message from the server for this long (ms) while reading, the connection is presumed lost
    * (a blocked port sends no reset) and the stream fails, as wal_receiver_timeout does. Default 60 s.
@@ -213,8 +215,9 @@ export class WalStream {
         this.#caughtUp = walStart + bytes.length >= walEnd;
         handlers.onWal(bytes, walStart, walEnd);
       }),
-      onKeepalive: guarded((_walEnd: Lsn, replyRequested: boolean) => {
+      onKeepalive: guarded((walEnd: Lsn, replyRequested: boolean) => {
         if (replyRequested) this.sendStatus(handlers.positions());
+        handlers.onKeepalive?.(walEnd);
       }),
       onOther: (bytes) => pgParse(bytes),
     });

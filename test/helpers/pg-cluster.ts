@@ -129,10 +129,11 @@ export class PgCluster {
 
   /**
    * Starts a server on a data directory made elsewhere (a restored backup) at `dir`/data, on a free
-   * port; the directory is handed to the server's user and removed by destroy().
+   * port, with the binaries in `bindir` (those of the server it came from); the directory is handed to
+   * the server's user and removed by destroy().
    */
-  static async startExisting(dir: string): Promise<PgCluster> {
-    const cluster = new PgCluster(dir);
+  static async startExisting(dir: string, bindir = pgBinDir()): Promise<PgCluster> {
+    const cluster = new PgCluster(dir, bindir);
     live.add(cluster);
     if (asRoot) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
     execFileSync('chmod', ['700', cluster.dataDir]);

@@ -82,7 +82,7 @@ export function pgProbackupFor(pgProbackup: string, source: PgCluster, backups: 
     async restore(id: string) {
       const root = source.makeServerDir(`restore-${id}`);
       await run('restore', ...instance(), '-i', id, '-D', join(root, 'data'));
-      const cluster = await PgCluster.startExisting(root);
+      const cluster = await PgCluster.startExisting(root, source.bindir);
       restored.push(cluster);
       return cluster;
     },

@@ -2,6 +2,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReplicationConnection } from '../../src/replication/index.ts';
+import { parseLsn } from '../../src/wal/index.ts';
 import { makeCertificates } from '../helpers/certificates.ts';
 import { runPtrackd } from '../helpers/cli.ts';
 import { DaemonProcess } from '../helpers/daemon.ts';
@@ -243,6 +245,48 @@ describe('the PostgreSQL-protocol endpoint (--pg-listen)', () => {
     });
     await expect(sleepB).rejects.toMatchObject({ code: '57014' });
   });
+
+  /**
+   * pg_probackup --stream's WAL receiver checks for the stop LSN only when a message arrives (or every
+   * 10 s): on a quiet server every backup waited for nothing. With the server's own keepalives off
+   * (wal_sender_timeout 0), every keepalive a stream through the port receives is ptrackd's.
+   */
+  it('after a session’s pg_backup_stop, WAL streams through the port get keepalives carrying the server’s walEnd', async () => {
+    await cluster.sql(
+      "ALTER SYSTEM SET wal_sender_timeout = 0; SELECT pg_reload_conf(); SELECT pg_create_physical_replication_slot('nudged', true)",
+    );
+    const stream = await ReplicationConnection.connect({ host: '127.0.0.1', port: pgPort, user: 'postgres' });
+    try {
+      const start = parseLsn(
+        await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'nudged'"),
+      );
+      let received = 0;
+      const keepalives: number[] = [];
+      const wal = stream.startReplication('nudged', start, 1, {
+        onWal: (bytes, walStart) => (received = walStart + bytes.length),
+        positions: () => 0,
+        onKeepalive: (walEnd) => keepalives.push(walEnd),
+      });
+      const flushed = parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
+      await daemon.until(async () => received >= flushed, 'see the stream reach the server’s position');
+      const session = await client();
+      await session.query("SELECT pg_backup_start('nudge test', true)");
+      await session.query('SELECT lsn FROM pg_backup_stop(false)');
+      await daemon.until(async () => keepalives.length >= 3, 'see keepalives on the stream', 20_000);
+      // the walEnd the server last sent, not a position of ptrackd's making
+      expect(Math.min(...keepalives)).toBeGreaterThanOrEqual(flushed);
+      expect(Math.max(...keepalives)).toBeLessThanOrEqual(
+        parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()')),
+      );
+      wal.stop();
+      await wal.done;
+    } finally {
+      await stream.close();
+      await cluster.sql(
+        "ALTER SYSTEM RESET wal_sender_timeout; SELECT pg_reload_conf(); SELECT pg_drop_replication_slot('nudged')",
+      );
+    }
+  }, 60_000);
 
   it('TLS: a client that asks for it gets it from ptrackd (--pg-ssl-cert)', async () => {
     const out = await cluster.client('psql', [
