@@ -38,6 +38,8 @@ export interface TpsSeries {
   readonly tps: Record<Config, number[]>;
   /** ptrackd's user + system CPU seconds in each of its runs. */
   readonly ptrackdCpu: number[];
+  /** The same, by thread name (the main thread, the decoder workers, …), summed over the runs. */
+  readonly ptrackdThreads: Map<string, number>;
 }
 
 export interface BackupResult {
@@ -122,6 +124,7 @@ export async function benchAnchor(
       await cluster.sql(`ALTER SYSTEM SET synchronous_commit = ${commit}; SELECT pg_reload_conf()`);
       const tps = Object.fromEntries(CONFIGS.map((c) => [c, [] as number[]])) as Record<Config, number[]>;
       const ptrackdCpu: number[] = [];
+      const ptrackdThreads = new Map<string, number>();
       for (let round = 0; round < rounds; round++) {
         // the order rotates each round: TPS drifts over a series of runs
         for (let i = 0; i < CONFIGS.length; i++) {
@@ -135,15 +138,20 @@ export async function benchAnchor(
             try {
               await daemon.waitApplied(parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()')));
               const cpu = daemon.cpuSeconds();
+              const threads = daemon.threadCpuSeconds();
               tps[config].push(await pgbench());
               ptrackdCpu.push(daemon.cpuSeconds() - cpu);
+              for (const [name, after] of daemon.threadCpuSeconds()) {
+                const spent = after - (threads.get(name) ?? 0);
+                ptrackdThreads.set(name, (ptrackdThreads.get(name) ?? 0) + spent);
+              }
             } finally {
               await daemon.stop();
             }
           } else tps[config].push(await pgbench());
         }
       }
-      series.push({ synchronousCommit: commit, tps, ptrackdCpu });
+      series.push({ synchronousCommit: commit, tps, ptrackdCpu, ptrackdThreads });
       printSeries(series.at(-1)!, { rounds, seconds, clients }, log);
     }
     const backups = await benchBackups(cluster, script, scratch, ptrackMap, log);
@@ -180,6 +188,13 @@ function printSeries(
   log(
     `  ptrackd's CPU per ${o.seconds} s run: ${s.ptrackdCpu.map((c) => c.toFixed(2)).join(', ')} s (median ${cpu.toFixed(2)} s = ${((100 * cpu) / o.seconds).toFixed(0)}% of one core)`,
   );
+  // per transaction, by thread: where a sidecar's CPU goes
+  const transactions = s.tps.ptrackd.reduce((a, t) => a + t * o.seconds, 0);
+  const byThread = [...s.ptrackdThreads].sort((a, b) => b[1] - a[1]).filter(([, c]) => c > 0);
+  const total = byThread.reduce((a, [, c]) => a + c, 0);
+  log(
+    `  ptrackd's CPU per transaction: ${((1e6 * total) / transactions).toFixed(1)} µs — ${byThread.map(([name, c]) => `${name} ${((1e6 * c) / transactions).toFixed(1)}`).join(', ')}`,
+  );
 }
 
 /**
@@ -215,7 +230,7 @@ async function benchBackups(
     await cluster.sql(
       'CREATE TABLE anchor_new (id int PRIMARY KEY, v text); INSERT INTO anchor_new SELECT g, md5(g::text) FROM generate_series(1, 200000) g; CREATE INDEX ON anchor_new (v); CHECKPOINT',
     );
-    const source = await cluster.dumpAll();
+    const source = await cluster.dumpDigest();
     const copyOf = (name: string) => {
       const dir = join(root, name);
       execFileSync('cp', ['-a', join(root, 'full'), dir]);

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLsn } from '../src/wal/index.ts';
@@ -96,6 +96,24 @@ export class Daemon {
   /** User + system CPU seconds the daemon has used so far. */
   cpuSeconds(): number {
     return cpuSecondsOf(this.#child.pid!);
+  }
+
+  /** User + system CPU seconds so far by thread name (the main thread, decoder workers, …). */
+  threadCpuSeconds(): Map<string, number> {
+    const out = new Map<string, number>();
+    const pid = this.#child.pid!;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const cpu = (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+        out.set(name, (out.get(name) ?? 0) + cpu);
+      } catch {
+        // the thread ended
+      }
+    }
+    return out;
   }
   async stop(): Promise<void> {
     if (this.#child.exitCode !== null) return;

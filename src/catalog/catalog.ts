@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ForkNumber, heapBlocksPerVmPage, type Lsn } from '../wal/index.ts';
-import { type CatalogOp, type LimitEvent, limitsOf } from './ops.ts';
+import { type CatalogOp, type LimitEvent, limitsOf, WHOLE_DATABASE } from './ops.ts';
 
 const SCHEMAS_DIR = join(import.meta.dirname, '../../schemas');
 
@@ -320,21 +320,47 @@ export class Catalog {
   }
 
   relationForks(): RelationFork[] {
-    return (
-      this.#db.prepare('SELECT * FROM relation_forks ORDER BY spc, db, rel, fork').all() as Record<
-        string,
-        number | null
-      >[]
-    ).map((r) => ({
-      spc: Number(r.spc),
-      db: Number(r.db),
-      rel: Number(r.rel),
-      fork: Number(r.fork),
-      maxBlock: Number(r.max_block),
-      firstSeenLsn: Number(r.first_seen_lsn),
-      lastSeenLsn: Number(r.last_seen_lsn),
-      droppedLsn: r.dropped_lsn === null ? null : Number(r.dropped_lsn),
-    }));
+    const rows = this.#db.prepare('SELECT * FROM relation_forks ORDER BY spc, db, rel, fork').all();
+    return (rows as Record<string, number | null>[]).map(relationFork);
+  }
+
+  /**
+   * The forks WAL named at an LSN >= `lsn`, as "spc/db/rel/fork" (forkKey): the only ones whose blocks
+   * the map can hold a change since `lsn` for (any other entry it has for them is a collision). Read
+   * through an index: as many as changed, not as many as the catalog holds.
+   */
+  forksNamedSince(lsn: Lsn): Set<string> {
+    const named = new Set<string>();
+    const rows = this.#db
+      .prepare('SELECT spc, db, rel, fork FROM relation_forks WHERE last_seen_lsn >= ?')
+      .raw(true)
+      .iterate(lsn) as IterableIterator<number[]>;
+    for (const [spc, db, rel, fork] of rows) named.add(forkKey(spc!, db!, rel!, fork!));
+    return named;
+  }
+
+  /**
+   * The forks that can hold a block changed since `lsn`, for listing files without PGDATA: those WAL
+   * named since, every FSM fork (reported whole), and those under a limit event since (`limits`, from
+   * limitEventsSince). Each once, in no particular order.
+   */
+  relationForksChangedSince(lsn: Lsn, limits: readonly LimitEvent[]): RelationFork[] {
+    const db = this.#db;
+    const out = new Map<string, RelationFork>();
+    const add = (rows: unknown[]) => {
+      for (const r of rows as Record<string, number | null>[]) {
+        const f = relationFork(r);
+        out.set(forkKey(f.spc, f.db, f.rel, f.fork), f);
+      }
+    };
+    add(db.prepare('SELECT * FROM relation_forks WHERE last_seen_lsn >= ?').all(lsn));
+    add(db.prepare(`SELECT * FROM relation_forks WHERE fork = ${ForkNumber.fsm}`).all());
+    const inDatabase = db.prepare('SELECT * FROM relation_forks WHERE spc = ? AND db = ?');
+    const ofRelation = db.prepare('SELECT * FROM relation_forks WHERE spc = ? AND db = ? AND rel = ?');
+    for (const e of limits) {
+      add(e.rel === WHOLE_DATABASE ? inDatabase.all(e.spc, e.db) : ofRelation.all(e.spc, e.db, e.rel));
+    }
+    return [...out.values()];
   }
 
   /** Limit events at or after `lsn`, in LSN order. */
@@ -422,4 +448,22 @@ function migrate(db: Database.Database): void {
       db.pragma(`user_version = ${version}`);
     })();
   }
+}
+
+/** A fork's key in forksNamedSince's set. */
+export function forkKey(spc: number, db: number, rel: number, fork: number): string {
+  return `${spc}/${db}/${rel}/${fork}`;
+}
+
+function relationFork(r: Record<string, number | null>): RelationFork {
+  return {
+    spc: Number(r.spc),
+    db: Number(r.db),
+    rel: Number(r.rel),
+    fork: Number(r.fork),
+    maxBlock: Number(r.max_block),
+    firstSeenLsn: Number(r.first_seen_lsn),
+    lastSeenLsn: Number(r.last_seen_lsn),
+    droppedLsn: r.dropped_lsn === null ? null : Number(r.dropped_lsn),
+  };
 }

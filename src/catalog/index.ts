@@ -2,6 +2,7 @@ export {
   Catalog,
   CatalogError,
   type ClusterIdentity,
+  forkKey,
   type HistoryEntry,
   type MapState,
   type RelationFork,

@@ -1,12 +1,12 @@
 import Database from 'better-sqlite3';
-import type { Catalog } from '../catalog/index.ts';
+import { type Catalog, forkKey, type LimitEvent } from '../catalog/index.ts';
 import {
   FALSE_POSITIVE_HINT,
   falsePositiveRate,
   mapSizeForFalsePositiveRate,
   type PtrackMap,
 } from '../map/index.ts';
-import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import { ForkNumber, formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import { type RelationFile, relationFilesInCatalog, relationFilesInPgdata } from './files.ts';
 import {
   type ChangeStat,
@@ -136,9 +136,22 @@ export class QueryEngine {
     return { columns, rows: stmt.raw(true).all() as unknown[][] };
   }
 
+  /**
+   * ptrack_get_pagemapset(since), reading the map only for files that can have changed since: those
+   * of forks WAL named at an LSN >= since, FSM forks (reported whole), and files under a limit event
+   * since. Any other file's entries in the map are collisions (its last change is older than since),
+   * so it is left out unread: the answer costs what changed, not what the cluster holds.
+   */
   pagemapset(since: Lsn): Generator<PagemapRow> {
-    const limits = new LimitIndex(this.#src.catalog.limitEventsSince(since));
-    return pagemapset(since, this.initLsn, this.#src.map, limits, this.#files());
+    const events = this.#src.catalog.limitEventsSince(since);
+    const limits = new LimitIndex(events);
+    return pagemapset(
+      since,
+      this.initLsn,
+      this.#src.map,
+      limits,
+      this.#filesChangedSince(since, limits, events),
+    );
   }
 
   changeStat(since: Lsn): ChangeStat {
@@ -149,12 +162,22 @@ export class QueryEngine {
     this.#db.close();
   }
 
-  #files(): Iterable<RelationFile> {
+  #filesChangedSince(since: Lsn, limits: LimitIndex, events: readonly LimitEvent[]): Iterable<RelationFile> {
     const id = this.#identity();
     const versionDir = tablespaceVersionDir(id.serverVersionNum, id.catalogVersion);
-    return this.#src.pgdata === undefined
-      ? relationFilesInCatalog(this.#src.catalog.relationForks(), versionDir)
-      : relationFilesInPgdata(this.#src.pgdata, versionDir, id.blockSize);
+    const catalog = this.#src.catalog;
+    if (this.#src.pgdata === undefined)
+      return relationFilesInCatalog(catalog.relationForksChangedSince(since, events), versionDir);
+    const named = catalog.forksNamedSince(since);
+    return relationFilesInPgdata(
+      this.#src.pgdata,
+      versionDir,
+      id.blockSize,
+      (f) =>
+        f.fork === ForkNumber.fsm ||
+        named.has(forkKey(f.spc, f.db, f.rel, f.fork)) ||
+        limits.limitFor(f.spc, f.db, f.rel, f.fork) !== Number.POSITIVE_INFINITY,
+    );
   }
 
   #identity() {

@@ -16,38 +16,42 @@ export interface RelationFile extends RelationFileId {
   readonly blocks: number;
 }
 
+/** Which files a question needs the length of (default: all); the others are passed over unopened. */
+export type FileFilter = (id: RelationFileId) => boolean;
+
 /**
  * Walks PGDATA as ptrack does: global/, base/<db>/, pg_tblspc/<spc>/<versionDir>/<db>/; only files
  * named like relation segments, not temporary relations (t<backend>_<rel>) and not empty files. Files
- * that vanish during the walk (a concurrent DROP) are skipped.
+ * that vanish during the walk (a concurrent DROP) are skipped. Only files `wanted` passes are stat'ed
+ * and yielded: the walk costs a readdir per directory, and a stat per file that can have changed.
  */
 export function* relationFilesInPgdata(
   pgdata: string,
   versionDir: string,
   blockSize: number,
+  wanted: FileFilter = () => true,
 ): Generator<RelationFile> {
-  yield* filesIn(pgdata, 'global', GLOBALTABLESPACE_OID, 0, versionDir, blockSize);
+  const o = { pgdata, versionDir, blockSize, wanted };
+  yield* filesIn(o, 'global', GLOBALTABLESPACE_OID, 0);
   for (const db of numericEntries(join(pgdata, 'base'))) {
-    yield* filesIn(pgdata, join('base', String(db)), DEFAULTTABLESPACE_OID, db, versionDir, blockSize);
+    yield* filesIn(o, join('base', String(db)), DEFAULTTABLESPACE_OID, db);
   }
   for (const spc of numericEntries(join(pgdata, 'pg_tblspc'))) {
     const dir = join('pg_tblspc', String(spc), versionDir);
-    for (const db of numericEntries(join(pgdata, dir)))
-      yield* filesIn(pgdata, join(dir, String(db)), spc, db, versionDir, blockSize);
+    for (const db of numericEntries(join(pgdata, dir))) yield* filesIn(o, join(dir, String(db)), spc, db);
   }
 }
 
 function* filesIn(
-  pgdata: string,
+  o: { pgdata: string; versionDir: string; blockSize: number; wanted: FileFilter },
   dir: string,
   spc: number,
   db: number,
-  versionDir: string,
-  blockSize: number,
 ) {
+  const { pgdata, versionDir, blockSize } = o;
   for (const name of entries(join(pgdata, dir))) {
     const parsed = parseRelationFileName(name);
-    if (!parsed) continue;
+    if (!parsed || !o.wanted({ spc, db, ...parsed })) continue;
     let size: number;
     try {
       size = statSync(join(pgdata, dir, name)).size;

@@ -1,4 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   chownSync,
@@ -96,6 +97,9 @@ export function pgBinDir(): string {
 }
 
 const asRoot = process.getuid?.() === 0;
+const DUMP_ARGS = ['--no-unlogged-table-data', '--no-role-passwords'];
+/** pg_dump 15.14+'s \\restrict lines carry a random key: not data. */
+const DUMP_NOISE = /^\\(un)?restrict \S+$/gm;
 /** runuser lives in /usr/sbin, which a minimal PATH (cron, CI) may lack. */
 const RUNUSER =
   ['/usr/sbin/runuser', '/sbin/runuser', '/usr/bin/runuser'].find((p) => existsSync(p)) ?? 'runuser';
@@ -254,8 +258,38 @@ export class PgCluster {
 
   /** pg_dumpall of everything logged, to compare clusters (pg_dump 15.14+'s random \\restrict keys are not data). */
   async dumpAll(): Promise<string> {
-    const dump = await this.client('pg_dumpall', ['--no-unlogged-table-data', '--no-role-passwords']);
-    return dump.replace(/^\\(un)?restrict \S+$/gm, '');
+    const dump = await this.client('pg_dumpall', DUMP_ARGS);
+    return dump.replace(DUMP_NOISE, '');
+  }
+
+  /**
+   * SHA-256 of what dumpAll() returns, hashed as pg_dumpall streams it: equal digests, equal dumps, for
+   * clusters whose dump is larger than a string may hold.
+   */
+  async dumpDigest(): Promise<string> {
+    const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(this.port), PGUSER: 'postgres' };
+    const child = spawn(join(this.bindir, 'pg_dumpall'), DUMP_ARGS, {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const hash = createHash('sha256');
+    let partial = '';
+    const lines = (text: string) => hash.update(text.replace(DUMP_NOISE, ''));
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (text: string) => {
+      const cut = (partial + text).lastIndexOf('\n') + 1;
+      lines((partial + text).slice(0, cut));
+      partial = (partial + text).slice(cut);
+    });
+    let stderr = '';
+    child.stderr.on('data', (b) => (stderr += b));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', resolve);
+    });
+    if (code !== 0) throw new Error(`pg_dumpall exited ${code}: ${stderr}`);
+    lines(partial);
+    return hash.digest('hex');
   }
 
   /** pg_amcheck over every database (heap and B-tree checks); fails on any corruption it reports. */
