@@ -8,6 +8,7 @@ import { benchLargeMap, benchMarking, benchResize } from './map.ts';
 import { benchPool } from './pool.ts';
 import { benchProbackup, printProbackup } from './probackup.ts';
 import { benchQueries } from './queries.ts';
+import { benchDaemonMemory, benchScale } from './scale.ts';
 import { benchStartup, printStartup } from './startup.ts';
 import { walCorpus } from './wal-corpus.ts';
 
@@ -112,6 +113,11 @@ if (probackup) printProbackup(probackup, log);
 
 // ptrack 2.4 itself, on its own benchmarks (prints as it goes; skipped without ../shared's ptrack build)
 await benchAnchor(log);
+
+// issue 31: questions at 100 GB, 1 TB and 10 TB (simulated PGDATA), and the daemon's memory at scale
+log('\nAt scale: a 1 GB map (~15% full of older changes), 0.1% of the relations changed since X');
+benchScale(log, [100, 1000, 10000]);
+await benchDaemonMemory(log);
 
 const pgdataAfter = q.rows.find((r) => r.mode === 'pgdata' && r.since !== q.rows[0].since) ?? q.rows[0];
 const best2 = pools[1];

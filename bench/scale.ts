@@ -6,7 +6,7 @@
 // changed (pruned) or every file (whole, what ptrackd did before, and what ptrack does). Also: the
 // catalog's size, applying WAL that names every fork, a checkpoint of the 1 GB map.
 // `node bench/scale.ts` (BENCH_SCALE_SIZES: GB, comma-separated, default 100,1000,10000).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { Catalog, type CatalogOp } from '../src/catalog/index.ts';
@@ -21,6 +21,9 @@ import {
 } from '../src/query/index.ts';
 import { commitCheckpoint, loadCheckpointedMap, writeCheckpointFile } from '../src/tracker/index.ts';
 import { ForkNumber } from '../src/wal/index.ts';
+import { followArgs } from '../test/helpers/daemon.ts';
+import { REPO_ROOT } from '../test/helpers/fixtures.ts';
+import { freePort, PgCluster } from '../test/helpers/pg-cluster.ts';
 import { scratchDir } from '../test/helpers/scratch.ts';
 
 const INIT = 0x1_0000_0000;
@@ -246,6 +249,85 @@ function printRun(r: ScaleRun, log: (s: string) => void): void {
   if (r.whole) log(`    pruned / every file: ${(r.pruned.querySeconds / r.whole.querySeconds).toFixed(4)}x`);
 }
 
+/**
+ * Memory at scale (issue 31 §3): a daemon with a 1 GB map whose catalog holds `forks` forks, following a
+ * PostgreSQL 15 under a light pgbench (20 transactions a second): its resident set sampled every second
+ * for 30 s, as map + N MB. The forks are written into the catalog between two starts, as years of WAL
+ * would have left them.
+ */
+export async function benchDaemonMemory(
+  log: (s: string) => void,
+  forks = 1_000_000,
+): Promise<{ steadyMb: number; peakMb: number }> {
+  const cluster = await PgCluster.start({ settings: { autovacuum: 'off' } });
+  const dataDir = join(scratchDir('ptrackd-bench-memory-'), 'data');
+  const listen = await freePort();
+  const start = () => {
+    const args = [...followArgs(cluster, 'ptrack', dataDir), '--map-size', String(MAP_MB)];
+    args.push('--listen', `127.0.0.1:${listen}`, '--pgdata', cluster.dataDir);
+    return spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: 'ignore' });
+  };
+  const ready = async () => {
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline; ) {
+      const status = await fetch(`http://127.0.0.1:${listen}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (status === 200) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error('ptrackd did not become ready');
+  };
+  const stop = (child: ReturnType<typeof spawn>) =>
+    new Promise((r) => {
+      child.once('exit', r);
+      child.kill('SIGTERM');
+    });
+  try {
+    await cluster.client('pgbench', ['-i', '-q', '-s', '1']);
+    let daemon = start();
+    await ready();
+    await stop(daemon);
+    const catalog = Catalog.open(join(dataDir, 'catalog.db'));
+    for (let at = 0; at < forks; at += OPS_PER_CHUNK) {
+      const ops: CatalogOp[] = [];
+      for (let i = at; i < Math.min(forks, at + OPS_PER_CHUNK); i++)
+        ops.push({
+          op: 'observe',
+          spc: 1663,
+          db: 17000 + (i % 10),
+          rel: 1_000_000 + i,
+          fork: 0,
+          maxBlock: 3,
+          firstLsn: OLD,
+          lastLsn: OLD,
+        });
+      catalog.applyOps(ops);
+    }
+    catalog.close();
+    daemon = start();
+    await ready();
+    const load = cluster.client('pgbench', ['-n', '-c', '2', '-R', '20', '-T', '30']);
+    const samples: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'));
+      samples.push(Number(rss![1]) / 1024);
+    }
+    await load;
+    const hwm =
+      Number(/^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${daemon.pid}/status`, 'utf8'))![1]) / 1024;
+    await stop(daemon);
+    const steady = samples.slice(10).sort((a, b) => a - b)[Math.floor(samples.slice(10).length / 2)]!;
+    log(
+      `\n  the daemon, 1 GB map, ${forks} forks in its catalog, pgbench -R 20: resident ${steady.toFixed(0)} MB steady = map + ${(steady - MAP_MB).toFixed(0)} MB (median of 20 s), peak ${hwm.toFixed(0)} MB = map + ${(hwm - MAP_MB).toFixed(0)} MB`,
+    );
+    return { steadyMb: steady, peakMb: hwm };
+  } finally {
+    await cluster.destroy();
+  }
+}
+
 if (import.meta.main) {
   if (process.argv[2] === 'question') {
     const [dataDir, pgdata, kind] = process.argv.slice(3);
@@ -256,5 +338,6 @@ if (import.meta.main) {
     const sizes = (process.env.BENCH_SCALE_SIZES ?? '100,1000,10000').split(',').map(Number);
     log(`issue 31 at scale: a 1 GB map (~15% full of older changes), X after them`);
     benchScale(log, sizes);
+    await benchDaemonMemory(log);
   }
 }

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { ForkNumber, heapBlocksPerVmPage, type Lsn } from '../wal/index.ts';
-import { type CatalogOp, type LimitEvent, limitsOf, WHOLE_DATABASE } from './ops.ts';
+import { type CatalogOp, type LimitEvent, limitsOf, RELSEG_SIZE, WHOLE_DATABASE } from './ops.ts';
 
 const SCHEMAS_DIR = join(import.meta.dirname, '../../schemas');
 
@@ -165,7 +165,7 @@ export class Catalog {
     kind: 'init' | 'gap' = 'init',
   ): void {
     this.#db.transaction(() => {
-      this.#db.exec('DELETE FROM relation_forks; DELETE FROM limit_events');
+      this.#db.exec('DELETE FROM relation_forks; DELETE FROM relation_segments; DELETE FROM limit_events');
       this.#db
         .prepare(
           `INSERT INTO map_state (id, map_size_mb, entries, init_lsn, init_reason) VALUES (1, ?, ?, ?, ?)
@@ -286,7 +286,14 @@ export class Catalog {
     const s = this.#statements();
     for (const o of ops) {
       if (o.op === 'observe') {
-        s.observe.run(o.spc, o.db, o.rel, o.fork, o.maxBlock, o.firstLsn, o.lastLsn);
+        const seg0 = o.segments ? o.segments.seg0Lsn : o.lastLsn;
+        s.observe.run(o.spc, o.db, o.rel, o.fork, o.maxBlock, o.firstLsn, o.lastLsn, seg0);
+        if (o.segments) {
+          for (const [segno, lsn] of o.segments.later) s.segment.run(o.spc, o.db, o.rel, o.fork, segno, lsn);
+        } else {
+          for (let segno = 1; segno <= Math.floor(o.maxBlock / RELSEG_SIZE); segno++)
+            s.segment.run(o.spc, o.db, o.rel, o.fork, segno, o.lastLsn);
+        }
         continue;
       }
       const e = o.event;
@@ -325,24 +332,34 @@ export class Catalog {
   }
 
   /**
-   * The forks WAL named at an LSN >= `lsn`, as "spc/db/rel/fork" (forkKey): the only ones whose blocks
+   * The relation segment files WAL named a block of at an LSN >= `lsn`, as segmentKey()s: the only ones
    * the map can hold a change since `lsn` for (any other entry it has for them is a collision). Read
-   * through an index: as many as changed, not as many as the catalog holds.
+   * through indexes: as many as changed, not as many as the catalog holds.
    */
-  forksNamedSince(lsn: Lsn): Set<string> {
+  segmentsNamedSince(lsn: Lsn): Set<string> {
     const named = new Set<string>();
-    const rows = this.#db
-      .prepare('SELECT spc, db, rel, fork FROM relation_forks WHERE last_seen_lsn >= ?')
-      .raw(true)
-      .iterate(lsn) as IterableIterator<number[]>;
-    for (const [spc, db, rel, fork] of rows) named.add(forkKey(spc!, db!, rel!, fork!));
+    const keys = (sql: string, ...params: Lsn[]) => {
+      const rows = this.#db
+        .prepare(sql)
+        .raw(true)
+        .iterate(...params) as IterableIterator<number[]>;
+      for (const [spc, db, rel, fork, segno] of rows) named.add(segmentKey(spc!, db!, rel!, fork!, segno!));
+    };
+    // seg0_last_seen_lsn <= last_seen_lsn: the index on the latter finds the candidates
+    keys(
+      'SELECT spc, db, rel, fork, 0 FROM relation_forks WHERE last_seen_lsn >= ? AND seg0_last_seen_lsn >= ?',
+      lsn,
+      lsn,
+    );
+    keys('SELECT spc, db, rel, fork, segno FROM relation_segments WHERE last_seen_lsn >= ?', lsn);
     return named;
   }
 
   /**
    * The forks that can hold a block changed since `lsn`, for listing files without PGDATA: those WAL
-   * named since, every FSM fork (reported whole), and those under a limit event since (`limits`, from
-   * limitEventsSince). Each once, in no particular order.
+   * named since (then only their segments named since count: segmentsNamedSince), every FSM fork
+   * (reported whole), and those under a limit event since (`limits`, from limitEventsSince). Each once,
+   * in no particular order.
    */
   relationForksChangedSince(lsn: Lsn, limits: readonly LimitEvent[]): RelationFork[] {
     const db = this.#db;
@@ -350,7 +367,7 @@ export class Catalog {
     const add = (rows: unknown[]) => {
       for (const r of rows as Record<string, number | null>[]) {
         const f = relationFork(r);
-        out.set(forkKey(f.spc, f.db, f.rel, f.fork), f);
+        out.set(segmentKey(f.spc, f.db, f.rel, f.fork, 0), f);
       }
     };
     add(db.prepare('SELECT * FROM relation_forks WHERE last_seen_lsn >= ?').all(lsn));
@@ -399,10 +416,16 @@ export class Catalog {
     return {
       // A fork seen again after it was dropped (a reused relfilenode) is alive again.
       observe: db.prepare(
-        `INSERT INTO relation_forks (spc, db, rel, fork, max_block, first_seen_lsn, last_seen_lsn) VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO relation_forks (spc, db, rel, fork, max_block, first_seen_lsn, last_seen_lsn, seg0_last_seen_lsn)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT DO UPDATE SET max_block = CASE WHEN dropped_lsn IS NOT NULL THEN excluded.max_block
              ELSE max(max_block, excluded.max_block) END,
-           last_seen_lsn = max(last_seen_lsn, excluded.last_seen_lsn), dropped_lsn = NULL`,
+           last_seen_lsn = max(last_seen_lsn, excluded.last_seen_lsn),
+           seg0_last_seen_lsn = max(seg0_last_seen_lsn, excluded.seg0_last_seen_lsn), dropped_lsn = NULL`,
+      ),
+      segment: db.prepare(
+        `INSERT INTO relation_segments (spc, db, rel, fork, segno, last_seen_lsn) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO UPDATE SET last_seen_lsn = max(last_seen_lsn, excluded.last_seen_lsn)`,
       ),
       create: db.prepare(
         `INSERT INTO relation_forks (spc, db, rel, fork, max_block, first_seen_lsn, last_seen_lsn) VALUES (?, ?, ?, ?, -1, ?, ?)
@@ -450,9 +473,9 @@ function migrate(db: Database.Database): void {
   }
 }
 
-/** A fork's key in forksNamedSince's set. */
-export function forkKey(spc: number, db: number, rel: number, fork: number): string {
-  return `${spc}/${db}/${rel}/${fork}`;
+/** A relation segment file's key in segmentsNamedSince's set. */
+export function segmentKey(spc: number, db: number, rel: number, fork: number, segno: number): string {
+  return `${spc}/${db}/${rel}/${fork}/${segno}`;
 }
 
 function relationFork(r: Record<string, number | null>): RelationFork {

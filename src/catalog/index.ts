@@ -2,9 +2,16 @@ export {
   Catalog,
   CatalogError,
   type ClusterIdentity,
-  forkKey,
   type HistoryEntry,
   type MapState,
   type RelationFork,
+  segmentKey,
 } from './catalog.ts';
-export { ALL_FORKS, type CatalogOp, type LimitEvent, limitsOf, WHOLE_DATABASE } from './ops.ts';
+export {
+  ALL_FORKS,
+  type CatalogOp,
+  type LimitEvent,
+  limitsOf,
+  RELSEG_SIZE,
+  WHOLE_DATABASE,
+} from './ops.ts';

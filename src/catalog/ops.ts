@@ -15,10 +15,18 @@ export type CatalogOp =
       readonly maxBlock: number;
       readonly firstLsn: Lsn;
       readonly lastLsn: Lsn;
+      /**
+       * Where in the fork: the last LSN a block of its first segment was named at (0: none), and each
+       * later segment (segno >= 1) named with its last LSN. Without them, every segment up to maxBlock's
+       * counts as named at lastLsn.
+       */
+      readonly segments?: { readonly seg0Lsn: Lsn; readonly later: ReadonlyMap<number, Lsn> };
     }
   | { readonly op: 'event'; readonly event: FileEvent };
 
 export const ALL_FORKS = -1;
+/** Blocks in a relation segment file (PostgreSQL's RELSEG_SIZE: 1 GB of 8 kB blocks). */
+export const RELSEG_SIZE = 131072;
 /** `rel` of a limit event that covers every file of a database directory. */
 export const WHOLE_DATABASE = 0;
 

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { type Catalog, forkKey, type LimitEvent } from '../catalog/index.ts';
+import { type Catalog, type LimitEvent, segmentKey } from '../catalog/index.ts';
 import {
   FALSE_POSITIVE_HINT,
   falsePositiveRate,
@@ -16,6 +16,7 @@ import {
   pagemapset,
   QueryError,
 } from './pagemapset.ts';
+import type { RelationFileId } from './paths.ts';
 import { tablespaceVersionDir } from './paths.ts';
 import { PTRACK_VERSION } from './version.ts';
 
@@ -137,9 +138,9 @@ export class QueryEngine {
   }
 
   /**
-   * ptrack_get_pagemapset(since), reading the map only for files that can have changed since: those
-   * of forks WAL named at an LSN >= since, FSM forks (reported whole), and files under a limit event
-   * since. Any other file's entries in the map are collisions (its last change is older than since),
+   * ptrack_get_pagemapset(since), reading the map only for files that can have changed since: segment
+   * files WAL named a block of at an LSN >= since, FSM forks (reported whole), and files under a limit
+   * event since. Any other file's entries in the map are collisions (its last change is older than since),
    * so it is left out unread: the answer costs what changed, not what the cluster holds.
    */
   pagemapset(since: Lsn): Generator<PagemapRow> {
@@ -166,18 +167,14 @@ export class QueryEngine {
     const id = this.#identity();
     const versionDir = tablespaceVersionDir(id.serverVersionNum, id.catalogVersion);
     const catalog = this.#src.catalog;
-    if (this.#src.pgdata === undefined)
-      return relationFilesInCatalog(catalog.relationForksChangedSince(since, events), versionDir);
-    const named = catalog.forksNamedSince(since);
-    return relationFilesInPgdata(
-      this.#src.pgdata,
-      versionDir,
-      id.blockSize,
-      (f) =>
-        f.fork === ForkNumber.fsm ||
-        named.has(forkKey(f.spc, f.db, f.rel, f.fork)) ||
-        limits.limitFor(f.spc, f.db, f.rel, f.fork) !== Number.POSITIVE_INFINITY,
-    );
+    const named = catalog.segmentsNamedSince(since);
+    const mayHaveChanged = (f: RelationFileId) =>
+      f.fork === ForkNumber.fsm ||
+      named.has(segmentKey(f.spc, f.db, f.rel, f.fork, f.segno)) ||
+      limits.limitFor(f.spc, f.db, f.rel, f.fork) !== Number.POSITIVE_INFINITY;
+    return this.#src.pgdata === undefined
+      ? relationFilesInCatalog(catalog.relationForksChangedSince(since, events), versionDir, mayHaveChanged)
+      : relationFilesInPgdata(this.#src.pgdata, versionDir, id.blockSize, mayHaveChanged);
   }
 
   #identity() {

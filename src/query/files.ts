@@ -89,12 +89,14 @@ function numericEntries(dir: string): number[] {
 export function* relationFilesInCatalog(
   forks: readonly RelationFork[],
   versionDir: string,
+  wanted: FileFilter = () => true,
 ): Generator<RelationFile> {
   for (const f of forks) {
     if (f.droppedLsn !== null || f.maxBlock < 0) continue;
     const total = f.maxBlock + 1;
     for (let segno = 0; segno * RELSEG_SIZE < total; segno++) {
       const id = { spc: f.spc, db: f.db, rel: f.rel, fork: f.fork, segno };
+      if (!wanted(id)) continue;
       yield {
         ...id,
         path: relationFilePath(id, versionDir),

@@ -2,8 +2,7 @@
 
 export const GLOBALTABLESPACE_OID = 1664;
 export const DEFAULTTABLESPACE_OID = 1663;
-/** Blocks per segment file (RELSEG_SIZE): 1 GB at 8 kB. */
-export const RELSEG_SIZE = 131072;
+export { RELSEG_SIZE } from '../catalog/index.ts';
 
 const FORK_SUFFIX = ['', '_fsm', '_vm', '_init'];
 

@@ -1,4 +1,4 @@
-import type { CatalogOp } from '../catalog/index.ts';
+import { type CatalogOp, RELSEG_SIZE } from '../catalog/index.ts';
 import { MarkCache, type PtrackMap } from '../map/index.ts';
 import { type DecodedRecord, fileEvents, impliedBlockRefs, type Lsn } from '../wal/index.ts';
 
@@ -10,7 +10,13 @@ type Observation = {
   maxBlock: number;
   firstLsn: Lsn;
   lastLsn: Lsn;
+  /** The last LSN a block of the first 1 GB segment was named at (0: none). */
+  seg0Lsn: Lsn;
+  /** Later segments named, with their last LSN (most forks never have one). */
+  later: Map<number, Lsn> | undefined;
 };
+
+const NO_LATER_SEGMENTS: ReadonlyMap<number, Lsn> = new Map();
 
 /** How many forks #recent holds. */
 const RECENT_FORKS = 8;
@@ -90,7 +96,17 @@ export class WalApplier {
       const key = `${spc}/${db}/${rel}/${fork}`;
       seen = this.#pending.get(key);
       if (seen === undefined) {
-        seen = { spc, db, rel, fork, maxBlock: block, firstLsn: lsn, lastLsn: lsn };
+        seen = {
+          spc,
+          db,
+          rel,
+          fork,
+          maxBlock: block,
+          firstLsn: lsn,
+          lastLsn: lsn,
+          seg0Lsn: 0,
+          later: undefined,
+        };
         this.#pending.set(key, seen);
       }
       recent[this.#recentNext] = seen;
@@ -98,10 +114,18 @@ export class WalApplier {
     }
     if (block > seen.maxBlock) seen.maxBlock = block;
     seen.lastLsn = lsn;
+    // which segment: a question reads only the segments named since its LSN
+    if (block < RELSEG_SIZE) seen.seg0Lsn = lsn;
+    else {
+      seen.later ??= new Map();
+      seen.later.set(Math.floor(block / RELSEG_SIZE), lsn);
+    }
   }
 
   #flushObservations(): void {
-    for (const o of this.#pending.values()) this.#ops.push({ op: 'observe', ...o });
+    for (const { seg0Lsn, later, ...o } of this.#pending.values()) {
+      this.#ops.push({ op: 'observe', ...o, segments: { seg0Lsn, later: later ?? NO_LATER_SEGMENTS } });
+    }
     this.#pending.clear();
     this.#recent.length = 0;
     this.#recentNext = 0;

@@ -1,5 +1,11 @@
 import { join } from 'node:path';
-import { Catalog, type CatalogOp, type HistoryEntry, type MapState } from '../../src/catalog/index.ts';
+import {
+  Catalog,
+  type CatalogOp,
+  type HistoryEntry,
+  type MapState,
+  RELSEG_SIZE,
+} from '../../src/catalog/index.ts';
 import type { FileEvent } from '../../src/wal/index.ts';
 import { scratchDir } from './scratch.ts';
 
@@ -18,16 +24,18 @@ export function scratchCatalog(initLsn: number, entries = 4099): Catalog {
   return catalog;
 }
 
-/** A catalog operation saying WAL named blocks up to `maxBlock` of a fork at `lsn`. */
+/** A catalog operation saying WAL named block `block` of a fork at `lsn` (as the WAL applier says it). */
 export function observed(
   spc: number,
   db: number,
   rel: number,
   fork: number,
-  maxBlock: number,
+  block: number,
   lsn: number,
 ): CatalogOp {
-  return { op: 'observe', spc, db, rel, fork, maxBlock, firstLsn: lsn, lastLsn: lsn };
+  const segno = Math.floor(block / RELSEG_SIZE);
+  const segments = { seg0Lsn: segno === 0 ? lsn : 0, later: new Map(segno === 0 ? [] : [[segno, lsn]]) };
+  return { op: 'observe', spc, db, rel, fork, maxBlock: block, firstLsn: lsn, lastLsn: lsn, segments };
 }
 
 type EventFields = FileEvent extends infer E
