@@ -122,8 +122,27 @@ function build(dir: string, sizeGb: number) {
     for (let b = 0; b < blocks; b++) map.markBlock(1663, db, rel, 0, b, NEW);
     observe(db, rel, ForkNumber.main, blocks - 1, NEW);
   }
-  for (let b = 0; b < 1000; b++) map.markBlock(1663, 5, 16384, 0, (random() % RELSEG_SIZE) * 7, NEW);
-  observe(5, 16384, ForkNumber.main, s.segmentsPerLarge * RELSEG_SIZE - 1, NEW);
+  // as the WAL applier says it: which segments the marks fell in (here the first seven of the relation)
+  const later = new Map<number, number>();
+  let seg0Lsn = 0;
+  for (let i = 0; i < 1000; i++) {
+    const block = (random() % RELSEG_SIZE) * 7;
+    map.markBlock(1663, 5, 16384, 0, block, NEW);
+    if (block < RELSEG_SIZE) seg0Lsn = NEW;
+    else later.set(Math.floor(block / RELSEG_SIZE), NEW);
+  }
+  const maxBlock = s.segmentsPerLarge * RELSEG_SIZE - 1;
+  ops.push({
+    op: 'observe',
+    spc: 1663,
+    db: 5,
+    rel: 16384,
+    fork: 0,
+    maxBlock,
+    firstLsn: NEW,
+    lastLsn: NEW,
+    segments: { seg0Lsn, later },
+  });
 
   const catalog = Catalog.open(join(dataDir, 'catalog.db'));
   catalog.setIdentity({
