@@ -279,7 +279,8 @@ export async function benchDaemonMemory(
   forks = 1_000_000,
 ): Promise<{ steadyMb: number; peakMb: number }> {
   const cluster = await PgCluster.start({ settings: { autovacuum: 'off' } });
-  const dataDir = join(scratchDir('ptrackd-bench-memory-'), 'data');
+  const scratch = scratchDir('ptrackd-bench-memory-');
+  const dataDir = join(scratch, 'data');
   const listen = await freePort();
   const start = () => {
     const args = [...followArgs(cluster, 'ptrack', dataDir), '--map-size', String(MAP_MB)];
@@ -344,6 +345,7 @@ export async function benchDaemonMemory(
     return { steadyMb: steady, peakMb: hwm };
   } finally {
     await cluster.destroy();
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
