@@ -1,10 +1,5 @@
-import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
-import {
-  type ConnectionOptions,
-  type SecureContextOptions,
-  TLSSocket,
-  connect as tlsConnect,
-} from 'node:tls';
+import { createServer, type Server, type Socket } from 'node:net';
+import { type SecureContextOptions, TLSSocket } from 'node:tls';
 import type { WireAnswers, WireResult } from './answers.ts';
 import { resultFields, WireError } from './answers.ts';
 import {
@@ -31,13 +26,8 @@ import {
   type TransactionStatus,
 } from './messages.ts';
 import { type PtrackStatement, recognise } from './statements.ts';
-
-/** Where the server is: TCP host and port (or a Unix socket directory as host), and TLS as libpq's sslmode gives it. */
-export interface Upstream {
-  readonly host: string;
-  readonly port: number;
-  readonly ssl?: ConnectionOptions | false;
-}
+import { connectUpstream, socketTo, type Upstream } from './upstream.ts';
+import { BACKUP_STOP, keepalive, WalStreams } from './wal-streams.ts';
 
 export interface PgEndpointOptions {
   readonly host: string;
@@ -171,43 +161,6 @@ async function accept(socket: Socket, o: PgEndpointOptions, streams: WalStreams)
   }
 }
 
-/** A connection to the server, with TLS first when the daemon's own connection uses it. */
-async function connectUpstream(u: Upstream): Promise<Socket> {
-  const socket = socketTo(u);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', (e) =>
-      reject(new Error(`cannot reach the server at ${u.host}:${u.port}: ${e.message}`)),
-    );
-  });
-  if (!u.ssl) return socket;
-  const request = Buffer.alloc(8);
-  request.writeInt32BE(8, 0);
-  request.writeInt32BE(SSL_REQUEST, 4);
-  socket.write(request);
-  const answer = await new Promise<string>((resolve, reject) => {
-    socket.once('data', (b: Buffer) => resolve(String.fromCharCode(b[0])));
-    socket.once('error', reject);
-  });
-  if (answer !== 'S')
-    throw new Error('the server refuses TLS, which the daemon’s connection settings require');
-  const secure = tlsConnect({ socket, servername: u.host, ...u.ssl });
-  await new Promise<void>((resolve, reject) => {
-    secure.once('secureConnect', resolve);
-    secure.once('error', reject);
-  });
-  return secure;
-}
-
-/** A plain connection to the server's address: TCP, or its Unix socket when the host is a directory. */
-function socketTo(u: Upstream): Socket {
-  const socket = u.host.startsWith('/')
-    ? netConnect(`${u.host}/.s.PGSQL.${u.port}`)
-    : netConnect(u.port, u.host);
-  socket.setNoDelay(true);
-  return socket;
-}
-
 /** An extended-protocol exchange (Parse … Sync) that ptrackd answers itself. */
 interface LocalBatch {
   statement: PtrackStatement;
@@ -215,49 +168,6 @@ interface LocalBatch {
   out: Buffer[];
   /** An error was sent: the rest up to Sync is skipped, as the server does. */
   failed: boolean;
-}
-
-/** A backup ends: pg_backup_stop (15+) or pg_stop_backup (13, 14) called in a relayed statement. */
-const BACKUP_STOP = /\bpg_(?:backup_stop|stop_backup)\s*\(/i;
-/** After a backup's end, how often and for how long its WAL stream is nudged (see WalStreams). */
-const NUDGE_EVERY_MS = 250;
-const NUDGE_FOR_MS = 15_000;
-
-/**
- * The replication sessions relayed now. When a session's pg_backup_stop has been answered, each of
- * them is sent a keepalive (no reply asked) every NUDGE_EVERY_MS for NUDGE_FOR_MS. A backup tool's WAL
- * receiver (pg_receivewal's code, which pg_probackup --stream runs) checks whether it has reached the
- * stop LSN only when a message arrives or its 10 s status interval passes; on a server with no other
- * writes nothing arrives, and every backup waited up to 10 s for nothing, through ptrackd or straight to
- * the server alike (bench/anchor.ts). Keepalives are what the server itself sends an idle receiver.
- */
-class WalStreams {
-  readonly #sessions = new Set<RelaySession>();
-  #until = 0;
-  #timer: NodeJS.Timeout | undefined;
-
-  add(session: RelaySession): void {
-    this.#sessions.add(session);
-  }
-
-  delete(session: RelaySession): void {
-    this.#sessions.delete(session);
-  }
-
-  backupStopped(): void {
-    this.#until = Date.now() + NUDGE_FOR_MS;
-    this.#nudge();
-    this.#timer ??= setInterval(() => this.#nudge(), NUDGE_EVERY_MS).unref();
-  }
-
-  #nudge(): void {
-    if (Date.now() > this.#until) {
-      clearInterval(this.#timer);
-      this.#timer = undefined;
-      return;
-    }
-    for (const session of this.#sessions) session.nudge();
-  }
 }
 
 /**
@@ -617,16 +527,3 @@ function textParameter(value: Buffer | null, formats: readonly number[], i: numb
 
 /** The start of a WAL stream's CopyData kept to read walEnd: kind, then walStart and walEnd (XLogData). */
 const WAL_HEADER = 17;
-/** PostgreSQL's epoch, 2000-01-01, in Unix milliseconds: a keepalive's sendTime counts µs from it. */
-const PG_EPOCH_MS = 946_684_800_000;
-
-/** A primary keepalive message in its CopyData: 'k', walEnd, sendTime, no reply requested. */
-function keepalive(walEnd: Buffer): Buffer {
-  const b = Buffer.alloc(1 + 4 + 1 + 8 + 8 + 1);
-  b.write('d', 0, 'latin1');
-  b.writeInt32BE(4 + 1 + 8 + 8 + 1, 1);
-  b.write('k', 5, 'latin1');
-  walEnd.copy(b, 6);
-  b.writeBigInt64BE(BigInt(Date.now() - PG_EPOCH_MS) * 1000n, 14);
-  return b;
-}

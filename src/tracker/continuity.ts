@@ -6,9 +6,9 @@ import {
   spanOf,
   type TimelineHistory,
 } from '../archive/index.ts';
-import type { Catalog, ClusterIdentity } from '../catalog/index.ts';
+import type { Catalog } from '../catalog/index.ts';
 import { entriesForMapSize, PtrackMap } from '../map/index.ts';
-import { dropSlot, type ServerInfo, slotState } from '../replication/index.ts';
+import { catalogVersion, dropSlot, type ServerInfo, slotState } from '../replication/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 import { FollowError } from './failures.ts';
 import { SlotError, type TrackerOptions } from './options.ts';
@@ -66,19 +66,27 @@ export class MapContinuity {
   }
 
   /**
-   * Where following starts once the server has answered (`known`: the cluster the catalog recorded
-   * before): a new map for another cluster (a gap); at the slot on first start or --reinit, or in the
-   * past with --init-from; else the map as checkpointed, resumed (resume). A data directory that follows
-   * another slot is refused before any slot is made (`createSlot`: true when it had to be made).
+   * Where following starts once the server has answered: the catalog records which cluster it is; a
+   * new map for another cluster than the one recorded before (a gap); at the slot on first start or
+   * --reinit, or in the past with --init-from; else the map as checkpointed, resumed (resume). A data
+   * directory that follows another slot is refused before any slot is made (`createSlot`: true when it
+   * had to be made).
    */
-  async begin(o: {
-    readonly known: ClusterIdentity | null;
-    readonly reinit: boolean;
-    readonly createSlot: () => Promise<boolean>;
-  }): Promise<Lsn> {
-    const { known, reinit } = o;
+  async begin(o: { readonly reinit: boolean; readonly createSlot: () => Promise<boolean> }): Promise<Lsn> {
+    const { reinit } = o;
     const server = this.#h.server;
     const catalog = this.#h.catalog;
+    const known = catalog.identity();
+    const otherCluster = known !== null && known.systemIdentifier !== server.systemId;
+    catalog.setIdentity({
+      systemIdentifier: server.systemId,
+      // The map's timeline changes only once its position is known to be on this server's history.
+      timeline: known && !otherCluster ? known.timeline : server.timeline,
+      serverVersionNum: server.versionNum,
+      catalogVersion: known && !otherCluster ? known.catalogVersion : await catalogVersion(this.#sql),
+      blockSize: server.blockSize,
+      segmentSize: server.segmentSize,
+    });
     const slot = this.#o.slot;
     const dataDir = this.#o.dataDir;
     const followed = catalog.mapState()?.slotName;
@@ -92,7 +100,7 @@ export class MapContinuity {
     const created = await o.createSlot();
     const state = catalog.mapState();
     if (state && state.slotName !== slot && !reinit) catalog.setSlotName(slot);
-    if (known !== null && known.systemIdentifier !== server.systemId) {
+    if (otherCluster) {
       const why = `the server is system ${server.systemId}, not ${known.systemIdentifier}: another cluster answers at this address`;
       return this.startMap(`${why}; a new map starts`, 'gap');
     }

@@ -14,13 +14,7 @@ import {
 } from '../archive/index.ts';
 import { Catalog } from '../catalog/index.ts';
 import { MAX_MAP_SIZE_MB, type PtrackMap } from '../map/index.ts';
-import {
-  catalogVersion,
-  clusterSize,
-  ReplicationConnection,
-  type ServerInfo,
-  type WalStream,
-} from '../replication/index.ts';
+import { clusterSize, ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 import { CheckpointWriter } from './checkpoint-writer.ts';
 import type { ChunkResult, ChunkTask } from './chunk.ts';
@@ -306,20 +300,7 @@ export class Tracker {
     this.#serverLsn = server.xlogPos;
     // The cluster's size (a walk of every database directory on the server) once per process.
     this.#suggestedMapSizeMb ??= await suggestedMapSize(this.#connectionConfig);
-    const known = this.catalog.identity();
-    const otherCluster = known !== null && known.systemIdentifier !== server.systemId;
-    this.catalog.setIdentity({
-      systemIdentifier: server.systemId,
-      // The map's timeline changes only once its position is known to be on this server's history.
-      timeline: known && !otherCluster ? known.timeline : server.timeline,
-      serverVersionNum: server.versionNum,
-      catalogVersion:
-        known && !otherCluster ? known.catalogVersion : await catalogVersion(this.#connectionConfig),
-      blockSize: server.blockSize,
-      segmentSize: server.segmentSize,
-    });
     return this.#continuity.begin({
-      known,
       reinit: this.#o.reinit === true && !this.#map,
       // Someone else streaming from our slot moves it; that is a second follower, not lost WAL.
       createSlot: async () => {
