@@ -33,12 +33,12 @@ export function benchMarking(): { updatesPerSecond: number; noOpsPerSecond: numb
  * (file written a piece at a time with CRCs, fsync, catalog) and the load that verifies every block's
  * CRC-32C, with the time it takes just to touch that much fresh memory.
  */
-export function benchLargeMap(): {
+export async function benchLargeMap(): Promise<{
   mapMb: number;
   checkpointSeconds: number;
   loadSeconds: number;
   freshMemorySeconds: number;
-} {
+}> {
   const mapMb = 1024;
   const dir = mkdtempSync(join(tmpdir(), 'ptrackd-bench-map-'));
   try {
@@ -48,7 +48,7 @@ export function benchLargeMap(): {
     const catalog = Catalog.open(join(dir, 'catalog.db'));
     catalog.initMap(mapMb, map.entries, 1, 'benchmark');
     let t = performance.now();
-    commitCheckpoint(dir, catalog, 0x2000000, writeCheckpointFile(dir, map).blockCrcs);
+    commitCheckpoint(dir, catalog, 0x2000000, await writeCheckpointFile(dir, map));
     const checkpointSeconds = (performance.now() - t) / 1000;
     t = performance.now();
     const loaded = loadCheckpointedMap(dir, catalog, (m) => {
@@ -74,7 +74,11 @@ export function benchLargeMap(): {
  * resize carries), through the whole resize (rebuild, durable file, catalog, rename); the yardstick is
  * a durable checkpoint of the new map in the same run.
  */
-export function benchResize(): { blocks: number; resizeSeconds: number; checkpointSeconds: number } {
+export async function benchResize(): Promise<{
+  blocks: number;
+  resizeSeconds: number;
+  checkpointSeconds: number;
+}> {
   const dir = mkdtempSync(join(tmpdir(), 'ptrackd-bench-resize-'));
   try {
     // pgbench at scale 130: 13 M accounts at 61 a page, their primary key, and the small tables
@@ -107,12 +111,12 @@ export function benchResize(): { blocks: number; resizeSeconds: number; checkpoi
     for (const [rel, fork, n] of forks) {
       for (let b = 0; b < n; b++, blocks++) old.markBlock(1663, 5, rel, fork, b, 0x1000000 + blocks);
     }
-    commitCheckpoint(dir, catalog, 0x2000000, writeCheckpointFile(dir, old).blockCrcs);
+    commitCheckpoint(dir, catalog, 0x2000000, await writeCheckpointFile(dir, old));
     let t = performance.now();
     const { map } = resizeCheckpointedMap(dir, catalog, old, 128, () => {});
     const resizeSeconds = (performance.now() - t) / 1000;
     t = performance.now();
-    commitCheckpoint(dir, catalog, 0x2000000, writeCheckpointFile(dir, map).blockCrcs);
+    commitCheckpoint(dir, catalog, 0x2000000, await writeCheckpointFile(dir, map));
     const checkpointSeconds = (performance.now() - t) / 1000;
     catalog.close();
     return { blocks, resizeSeconds, checkpointSeconds };

@@ -42,7 +42,7 @@ export async function benchPool(corpus: WalCorpus, workers: number, runs = 3): P
       const t = performance.now();
       const pipeline = new ChunkPipeline({
         start,
-        task: { map: map.buffer, segmentSize: 16 << 20, blockSize: 8192, major: 15 },
+        task: { map: map.buffers, segmentSize: 16 << 20, blockSize: 8192, major: 15 },
         pageSize: 8192,
         windowSize: 64 << 20,
         chunkSize: 4 << 20,

@@ -79,12 +79,12 @@ printCatchUp(c, log);
 const avg = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const overhead = (1 - avg(c.tpsWith) / avg(c.tpsWithout)) * 100;
 
-const big = benchLargeMap();
+const big = await benchLargeMap();
 log(
   `\nA ${big.mapMb} MB map: durable checkpoint ${big.checkpointSeconds.toFixed(2)} s (in the checkpoint thread), load + verify ${big.loadSeconds.toFixed(2)} s (touching ${big.mapMb} MB of fresh memory alone: ${big.freshMemorySeconds.toFixed(2)} s)`,
 );
 
-const rs = benchResize();
+const rs = await benchResize();
 log(
   `\nResizing the map of a pgbench scale-130 cluster (${rs.blocks} blocks in the catalog, all changed) from 64 to 128 MB: ${rs.resizeSeconds.toFixed(2)} s, ${(rs.blocks / rs.resizeSeconds / 1e6).toFixed(2)} M blocks/s; ${(rs.resizeSeconds / rs.checkpointSeconds).toFixed(1)}x a durable checkpoint of the 128 MB map (${rs.checkpointSeconds.toFixed(2)} s)`,
 );
@@ -116,7 +116,7 @@ await benchAnchor(log);
 
 // issue 31: questions at 100 GB, 1 TB and 10 TB (simulated PGDATA), and the daemon's memory at scale
 log('\nAt scale: a 1 GB map (~15% full of older changes), 0.1% of the relations changed since X');
-benchScale(log, [100, 1000, 10000]);
+await benchScale(log, [100, 1000, 10000]);
 await benchDaemonMemory(log);
 
 const pgdataAfter = q.rows.find((r) => r.mode === 'pgdata' && r.since !== q.rows[0].since) ?? q.rows[0];

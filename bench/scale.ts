@@ -74,7 +74,7 @@ function sparseFile(path: string, blocks: number): void {
 }
 
 /** Builds PGDATA, the catalog and a checkpointed 1 GB map in `dir`; how long the catalog and the checkpoint took. */
-function build(dir: string, sizeGb: number) {
+async function build(dir: string, sizeGb: number) {
   const s = shape(sizeGb);
   const pgdata = join(dir, 'pgdata');
   const dataDir = join(dir, 'ptrackd');
@@ -158,7 +158,7 @@ function build(dir: string, sizeGb: number) {
   for (let at = 0; at < ops.length; at += OPS_PER_CHUNK) catalog.applyOps(ops.slice(at, at + OPS_PER_CHUNK));
   const applySeconds = (performance.now() - t) / 1000;
   t = performance.now();
-  commitCheckpoint(dataDir, catalog, NEW + 0x1000, writeCheckpointFile(dataDir, map).blockCrcs);
+  commitCheckpoint(dataDir, catalog, NEW + 0x1000, await writeCheckpointFile(dataDir, map));
   const checkpointSeconds = (performance.now() - t) / 1000;
   catalog.close();
   const catalogBytes = ['catalog.db', 'catalog.db-wal']
@@ -220,12 +220,12 @@ function answerQuestion(dataDir: string, pgdata: string | undefined, kind: 'prun
   return { loadSeconds, querySeconds, rows: count, blocks, peakBeyondMapMb: hwm - MAP_MB };
 }
 
-export function benchScale(log: (s: string) => void, sizesGb: readonly number[]): ScaleRun[] {
+export async function benchScale(log: (s: string) => void, sizesGb: readonly number[]): Promise<ScaleRun[]> {
   const runs: ScaleRun[] = [];
   for (const sizeGb of sizesGb) {
     const dir = scratchDir('ptrackd-bench-scale-');
     try {
-      const b = build(dir, sizeGb);
+      const b = await build(dir, sizeGb);
       const pruned = ask(b.dataDir, b.pgdata, 'pruned');
       const prunedCatalogMode = ask(b.dataDir, undefined, 'pruned');
       const whole = ask(b.dataDir, b.pgdata, 'whole');
@@ -358,7 +358,7 @@ if (import.meta.main) {
     const log = (s: string) => process.stdout.write(`${s}\n`);
     const sizes = (process.env.BENCH_SCALE_SIZES ?? '100,1000,10000').split(',').map(Number);
     log(`issue 31 at scale: a 1 GB map (~15% full of older changes), X after them`);
-    benchScale(log, sizes);
+    await benchScale(log, sizes);
     await benchDaemonMemory(log);
   }
 }

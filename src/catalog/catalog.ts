@@ -28,6 +28,10 @@ export interface MapState {
    * file may already be that one, if a crash came between its rename and recordCheckpoint.
    */
   readonly pendingBlockCrcs: Uint32Array | null;
+  /** Bytes of ptrack.map.log that are durable and count (0: the map file is the whole checkpoint). */
+  readonly logBytes: number;
+  /** A bit per region of the map that the log's records hold (null: the log is empty). */
+  readonly logRegions: Uint32Array | null;
   /** The physical slot followed; null in a directory made before the slot was recorded. */
   readonly slotName: string | null;
 }
@@ -148,6 +152,8 @@ export class Catalog {
       checkpointTime: (row.checkpoint_time as string | null) ?? null,
       blockCrcs: crcsFromBlob(row.block_crcs as Buffer | null),
       pendingBlockCrcs: crcsFromBlob(row.pending_block_crcs as Buffer | null),
+      logBytes: Number(row.log_bytes),
+      logRegions: crcsFromBlob(row.log_regions as Buffer | null),
       slotName: (row.slot_name as string | null) ?? null,
     };
   }
@@ -171,7 +177,8 @@ export class Catalog {
           `INSERT INTO map_state (id, map_size_mb, entries, init_lsn, init_reason) VALUES (1, ?, ?, ?, ?)
            ON CONFLICT (id) DO UPDATE SET map_size_mb = excluded.map_size_mb, entries = excluded.entries,
              init_lsn = excluded.init_lsn, init_reason = excluded.init_reason, checkpoint_lsn = NULL,
-             checkpoint_time = NULL, block_crcs = NULL, pending_block_crcs = NULL`,
+             checkpoint_time = NULL, block_crcs = NULL, pending_block_crcs = NULL, log_bytes = 0,
+             log_regions = NULL`,
         )
         .run(mapSizeMb, entries, initLsn, reason);
       this.#log(kind, initLsn, reason);
@@ -200,7 +207,8 @@ export class Catalog {
       this.#db.transaction(() => {
         this.#db
           .prepare(
-            'UPDATE map_state SET map_size_mb = ?, entries = ?, block_crcs = ?, pending_block_crcs = NULL WHERE id = 1',
+            `UPDATE map_state SET map_size_mb = ?, entries = ?, block_crcs = ?, pending_block_crcs = NULL,
+               log_bytes = 0, log_regions = NULL WHERE id = 1`,
           )
           .run(mapSizeMb, entries, blobOf(blockCrcs));
         this.#log('resize', null, reason);
@@ -220,14 +228,34 @@ export class Catalog {
     this.#durably(() => this.#updateMapState('pending_block_crcs = ?', blobOf(blockCrcs)));
   }
 
-  /** Records a durable map checkpoint and its per-block CRCs in one transaction (no longer pending). */
+  /**
+   * Records a durable checkpoint written as a whole map file, with its per-block CRCs, in one
+   * transaction (no longer pending): the file holds all the log did, which starts again empty.
+   */
   recordCheckpoint(lsn: Lsn, blockCrcs: Uint32Array, at = new Date()): void {
     this.#durably(() =>
       this.#updateMapState(
-        'checkpoint_lsn = ?, checkpoint_time = ?, block_crcs = ?, pending_block_crcs = NULL',
+        `checkpoint_lsn = ?, checkpoint_time = ?, block_crcs = ?, pending_block_crcs = NULL, log_bytes = 0,
+         log_regions = NULL`,
         lsn,
         at.toISOString(),
         blobOf(blockCrcs),
+      ),
+    );
+  }
+
+  /**
+   * Records a durable checkpoint written as a record of ptrack.map.log (already fsynced): the log's new
+   * durable length and the regions its records hold, in one transaction.
+   */
+  recordLogCheckpoint(lsn: Lsn, logBytes: number, logRegions: Uint32Array, at = new Date()): void {
+    this.#durably(() =>
+      this.#updateMapState(
+        'checkpoint_lsn = ?, checkpoint_time = ?, log_bytes = ?, log_regions = ?',
+        lsn,
+        at.toISOString(),
+        logBytes,
+        blobOf(logRegions),
       ),
     );
   }

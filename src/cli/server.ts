@@ -192,6 +192,24 @@ const METRICS: readonly [string, string, 'gauge' | 'counter', (s: TrackerStatus)
     'gauge',
     (s) => s.checkpointSeconds,
   ],
+  [
+    'ptrackd_checkpoint_bytes_written_total',
+    'Bytes map checkpoints wrote since start (changed lines to ptrack.map.log, and whole map files)',
+    'counter',
+    (s) => s.checkpointBytesWritten,
+  ],
+  [
+    'ptrackd_checkpoint_whole_map_writes_total',
+    'Map checkpoints since start that wrote the whole map file (and emptied the log)',
+    'counter',
+    (s) => s.wholeMapWrites,
+  ],
+  [
+    'ptrackd_checkpoint_log_bytes',
+    'Bytes the checkpoint log (ptrack.map.log) holds: replayed at start, folded into the map file when full',
+    'gauge',
+    (s) => s.checkpointLogBytes,
+  ],
   ['ptrackd_gaps', 'Gaps in the tracked history since the map was created', 'gauge', (s) => s.gaps],
   ['ptrackd_reconnects', 'Replication reconnects since start', 'gauge', (s) => s.reconnects],
   [

@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -20,6 +21,22 @@ export function writeFileDurably(path: string, pieces: Iterable<Uint8Array>): vo
   }
 }
 
+/**
+ * writeFileDurably without blocking the event loop: the writes and the fsync run on libuv's threads,
+ * the pieces are made between them on the caller's.
+ */
+export async function writeFileDurablyAsync(path: string, pieces: Iterable<Uint8Array>): Promise<void> {
+  const file = await open(path, 'w', 0o600);
+  try {
+    for (const bytes of pieces) {
+      for (let at = 0; at < bytes.length; ) at += (await file.write(bytes, at, bytes.length - at)).bytesWritten;
+    }
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+}
+
 /** Renames `from` over `to` and fsyncs their directory, so that the rename survives a power loss. */
 export function replaceDurably(from: string, to: string): void {
   renameSync(from, to);
@@ -28,5 +45,14 @@ export function replaceDurably(from: string, to: string): void {
     fsyncSync(dir);
   } finally {
     closeSync(dir);
+  }
+}
+
+/** Reads the file's bytes at `position` into all of `into`; a file that ends first is an error naming where. */
+export function readAt(fd: number, into: Uint8Array, position: number): void {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) throw new Error(`the file ended at byte ${position + done} while being read`);
+    done += n;
   }
 }

@@ -1,50 +1,55 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { crc32c } from '@node-rs/crc32';
-import { writeFileDurably } from './durable.ts';
-import { FILE_CRC_SIZE, fileSizeForEntries, HEADER_SIZE, MAP_MAGIC, MAP_VERSION } from './layout.ts';
+import { readAt, writeFileDurably, writeFileDurablyAsync } from './durable.ts';
+import { FILE_CRC_SIZE, fileSizeForEntries, HEADER_SIZE, INIT_LSN_OFFSET, MAP_MAGIC, MAP_VERSION } from './layout.ts';
 import { PtrackMap } from './map.ts';
 
 /** The map file is checked in blocks of this many bytes; damage costs false positives in that block only. */
 export const CRC_BLOCK_SIZE = 65536;
 
-/** What a checkpoint file's writing learned: the CRC-32C of each file block, and the map's fill. */
-export interface MapFileWritten {
-  readonly blockCrcs: Uint32Array;
-  /** The fraction of entries in use (counted here so that nobody else scans a live map for it). */
-  readonly fill: number;
-}
-
 /** The file is written through a buffer of this many bytes: a whole number of CRC blocks. */
 const PIECE_SIZE = 16 * CRC_BLOCK_SIZE;
 
 /**
- * Writes a checkpoint of the live map to `path` and fsyncs it (see writeFileDurably): ptrack 2.4's
- * layout with its trailing CRC-32C. The map is copied a piece at a time through one small buffer (see
- * PtrackMap.copyRange), so a checkpoint never holds a second copy of a large map.
+ * The live map as ptrack 2.4's file with its trailing CRC-32C, a piece at a time through one small
+ * buffer (see PtrackMap.copyRange), so that writing never holds a second copy of a large map; each
+ * file block's CRC-32C goes into `blockCrcs` as its piece is made.
  */
-export function writeMapFile(path: string, map: PtrackMap): MapFileWritten {
+function* mapFilePieces(map: PtrackMap, blockCrcs: Uint32Array): Generator<Uint8Array> {
   const size = map.buffer.byteLength;
   const fileSize = size + FILE_CRC_SIZE;
-  const blockCrcs = new Uint32Array(Math.ceil(fileSize / CRC_BLOCK_SIZE));
   const buffer = new Uint8Array(PIECE_SIZE);
-  let used = 0;
   let crc = 0;
-  function* pieces(): Generator<Uint8Array> {
-    for (let at = 0; at < fileSize; at += PIECE_SIZE) {
-      const piece = buffer.subarray(0, Math.min(PIECE_SIZE, fileSize - at));
-      const mapPart = piece.subarray(0, Math.min(piece.length, size - at));
-      used += map.copyRange(mapPart, at);
-      crc = crc32c(mapPart, crc);
-      // The CRC (4 bytes at an offset that is a multiple of 8) never straddles two pieces.
-      if (mapPart.length < piece.length) new DataView(piece.buffer).setUint32(mapPart.length, crc, true);
-      for (let b = 0; b < piece.length; b += CRC_BLOCK_SIZE) {
-        blockCrcs[(at + b) / CRC_BLOCK_SIZE] = crc32c(piece.subarray(b, b + CRC_BLOCK_SIZE));
-      }
-      yield piece;
+  for (let at = 0; at < fileSize; at += PIECE_SIZE) {
+    const piece = buffer.subarray(0, Math.min(PIECE_SIZE, fileSize - at));
+    const mapPart = piece.subarray(0, Math.min(piece.length, size - at));
+    map.copyRange(mapPart, at);
+    crc = crc32c(mapPart, crc);
+    // The CRC (4 bytes at an offset that is a multiple of 8) never straddles two pieces.
+    if (mapPart.length < piece.length) new DataView(piece.buffer).setUint32(mapPart.length, crc, true);
+    for (let b = 0; b < piece.length; b += CRC_BLOCK_SIZE) {
+      blockCrcs[(at + b) / CRC_BLOCK_SIZE] = crc32c(piece.subarray(b, b + CRC_BLOCK_SIZE));
     }
+    yield piece;
   }
-  writeFileDurably(path, pieces());
-  return { blockCrcs, fill: used / map.entries };
+}
+
+function blockCrcsFor(map: PtrackMap): Uint32Array {
+  return new Uint32Array(Math.ceil((map.buffer.byteLength + FILE_CRC_SIZE) / CRC_BLOCK_SIZE));
+}
+
+/** Writes the live map to `path` and fsyncs it (see writeFileDurably); returns its block CRCs. */
+export function writeMapFile(path: string, map: PtrackMap): Uint32Array {
+  const blockCrcs = blockCrcsFor(map);
+  writeFileDurably(path, mapFilePieces(map, blockCrcs));
+  return blockCrcs;
+}
+
+/** writeMapFile with the writes and the fsync off the event loop (a checkpoint of a running daemon). */
+export async function writeMapFileAsync(path: string, map: PtrackMap): Promise<Uint32Array> {
+  const blockCrcs = blockCrcsFor(map);
+  await writeFileDurablyAsync(path, mapFilePieces(map, blockCrcs));
+  return blockCrcs;
 }
 
 /** What the catalog knows about the last durable checkpoint: it ties a file to it. */
@@ -69,6 +74,8 @@ export interface LoadedMap {
   readonly blockCrcs: Uint32Array | null;
   /** Why the whole file was treated as damaged, if it was. */
   readonly wholeFileDamage?: string;
+  /** The init_lsn the file's header holds (null when the whole file was treated as damaged). */
+  readonly fileInitLsn: number | null;
 }
 
 /**
@@ -94,20 +101,11 @@ export function loadMapFile(path: string, record: CheckpointRecord): LoadedMap {
   }
 }
 
-/** Reads bytes of the file at `position` into all of `into`. */
-function readAt(fd: number, into: Uint8Array, position: number): void {
-  for (let done = 0; done < into.length; ) {
-    const n = readSync(fd, into, done, into.length - done, position + done);
-    if (n === 0) throw new Error(`the map file ended at byte ${position + done} while being read`);
-    done += n;
-  }
-}
-
 function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
   const map = PtrackMap.withEntries(record.entries, record.initLsn);
   const whole = (why: string): LoadedMap => {
     map.fillEntries(0, record.entries, record.checkpointLsn);
-    return { map, damagedBlocks: [], blockCrcs: null, wholeFileDamage: why };
+    return { map, damagedBlocks: [], blockCrcs: null, wholeFileDamage: why, fileInitLsn: null };
   };
   const expectedSize = fileSizeForEntries(record.entries);
   if (fd === null) return whole('the map file is missing');
@@ -126,6 +124,7 @@ function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
   readAt(fd, header, 0);
   readAt(fd, entries, HEADER_SIZE);
   readAt(fd, trailer, expectedSize - FILE_CRC_SIZE);
+  map.countUsedEntries();
   const headerOk =
     MAP_MAGIC.every((b, i) => header[i] === b) &&
     new DataView(header.buffer).getUint32(4, true) === MAP_VERSION;
@@ -145,7 +144,9 @@ function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
     const to = Math.min(record.entries, Math.ceil((firstByte + CRC_BLOCK_SIZE - HEADER_SIZE) / 8));
     map.fillEntries(from, to, record.checkpointLsn);
   }
-  return { map, damagedBlocks: damaged, blockCrcs };
+  const head = new DataView(header.buffer);
+  const fileInitLsn = head.getUint32(INIT_LSN_OFFSET + 4, true) * 2 ** 32 + head.getUint32(INIT_LSN_OFFSET, true);
+  return { map, damagedBlocks: damaged, blockCrcs, fileInitLsn };
 }
 
 /** The CRC-32C of file block `i`, the file being header + entries + trailer. */

@@ -5,11 +5,23 @@ export {
   CRC_BLOCK_SIZE,
   type LoadedMap,
   loadMapFile,
-  type MapFileWritten,
   writeMapFile,
+  writeMapFileAsync,
 } from './file.ts';
 export { blockHash, mod64 } from './hash.ts';
 export { entriesForMapSize, fileSizeForEntries, MAP_VERSION, MAX_MAP_SIZE_MB } from './layout.ts';
-export { PtrackMap } from './map.ts';
+export {
+  appendLogRecord,
+  buildLogRecord,
+  countDirtyLines,
+  type LogRecord,
+  type LogReplay,
+  type LogState,
+  logRecordSize,
+  MapLogError,
+  replayMapLog,
+  unionRegions,
+} from './log.ts';
+export { LINE_ENTRIES, type MapBuffers, PtrackMap } from './map.ts';
 export { type ForkExtent, type ResizeProgress, resizeMap } from './resize.ts';
 export { FALSE_POSITIVE_HINT, falsePositiveRate, mapSizeForFalsePositiveRate } from './sizing.ts';

@@ -9,6 +9,28 @@ const TWO_32 = 0x1_0000_0000;
  */
 const LOCKED = 0x8000_0000;
 
+/** Entries per line: a checkpoint writes changed lines, not the map (64 bytes, a cache line). */
+export const LINE_ENTRIES = 8;
+/** The bookkeeping buffer's word 0 counts the entries in use; dirty bits start at word 1. */
+const USED = 0;
+const DIRTY_AT = 1;
+
+/** What threads share of a map: its bytes (ptrack's layout) and its bookkeeping (see PtrackMap). */
+export interface MapBuffers {
+  readonly buffer: SharedArrayBuffer;
+  readonly bookkeeping: SharedArrayBuffer;
+}
+
+/** Lines in a map of `entries` entries (the last one may be short). */
+export function linesOf(entries: number): number {
+  return Math.ceil(entries / LINE_ENTRIES);
+}
+
+/** 32-bit words of dirty bits for a map of `entries` entries, one bit per line. */
+export function dirtyWordsOf(entries: number): number {
+  return Math.ceil(linesOf(entries) / 32);
+}
+
 /**
  * The changed-block map: ptrack's hash table of uint64 LSNs on a SharedArrayBuffer that decoder workers,
  * the tracker and the query worker share (each wraps the same buffer in its own PtrackMap).
@@ -23,13 +45,22 @@ const LOCKED = 0x8000_0000;
  *   stores the new low word, then stores the new high word, which also unlocks;
  * - a reader loads high, low, high again and retries while the entry is locked or the high word moved,
  *   so it only ever sees values some writer completed.
+ *
+ * Beside it, a bookkeeping buffer the same threads share: the count of entries in use (an entry goes
+ * from 0 once, under its lock, so the writer that does it adds one), and a dirty bit per line of
+ * LINE_ENTRIES entries. A writer sets the line's bit (one atomic OR) after it raised an entry; a
+ * checkpoint clears the bits it takes before it reads the lines (takeDirtyLines), so a raise it may have
+ * missed leaves its bit set for the next one.
  */
 export class PtrackMap {
   readonly buffer: SharedArrayBuffer;
+  readonly bookkeeping: SharedArrayBuffer;
   readonly entries: number;
   readonly #u32: Uint32Array;
+  readonly #book: Int32Array;
 
-  constructor(buffer: SharedArrayBuffer) {
+  /** Wraps a map's shared buffers (another thread's PtrackMap.buffers). */
+  constructor({ buffer, bookkeeping }: MapBuffers) {
     if (buffer.byteLength < HEADER_SIZE + 8 || (buffer.byteLength - HEADER_SIZE) % 8 !== 0) {
       throw new RangeError(
         `a map buffer holds a 16-byte header and 8-byte entries, got ${buffer.byteLength} bytes`,
@@ -45,6 +76,16 @@ export class PtrackMap {
     this.buffer = buffer;
     this.entries = (buffer.byteLength - HEADER_SIZE) / 8;
     this.#u32 = new Uint32Array(buffer, HEADER_SIZE);
+    if (bookkeeping.byteLength !== (DIRTY_AT + dirtyWordsOf(this.entries)) * 4) {
+      throw new RangeError(`the bookkeeping buffer does not fit a map of ${this.entries} entries`);
+    }
+    this.bookkeeping = bookkeeping;
+    this.#book = new Int32Array(bookkeeping);
+  }
+
+  /** What another thread needs to wrap the same map. */
+  get buffers(): MapBuffers {
+    return { buffer: this.buffer, bookkeeping: this.bookkeeping };
   }
 
   /** An empty map of `mapSizeMb` MB (ptrack.map_size) whose history starts at initLsn. */
@@ -59,7 +100,8 @@ export class PtrackMap {
     const buffer = new SharedArrayBuffer(HEADER_SIZE + entries * 8);
     new Uint8Array(buffer).set(MAP_MAGIC, 0);
     new DataView(buffer).setUint32(4, MAP_VERSION, true);
-    const map = new PtrackMap(buffer);
+    const bookkeeping = new SharedArrayBuffer((DIRTY_AT + dirtyWordsOf(entries)) * 4);
+    const map = new PtrackMap({ buffer, bookkeeping });
     map.initLsn = initLsn;
     return map;
   }
@@ -135,14 +177,78 @@ export class PtrackMap {
     const lo = lsn % TWO_32;
     const hi = Math.floor(lsn / TWO_32);
     for (let i = from; i < to; i++) {
+      if (lsn !== 0 && (this.#u32[i * 2] | this.#u32[i * 2 + 1]) === 0) this.#book[USED]++;
       this.#u32[i * 2] = lo;
       this.#u32[i * 2 + 1] = hi;
     }
   }
 
-  /** Fraction of entries that are non-zero. */
+  /**
+   * Raises entries to the values in `lines`' data (LINE_ENTRIES entries a line, a line's short tail
+   * ignored), as markBlock would: a checkpoint log replayed over a loaded map.
+   */
+  raiseLines(lines: Uint32Array, data: Uint32Array): void {
+    for (let k = 0; k < lines.length; k++) {
+      const first = lines[k] * LINE_ENTRIES;
+      const last = Math.min(first + LINE_ENTRIES, this.entries);
+      for (let e = first; e < last; e++) {
+        const at = (k * LINE_ENTRIES + e - first) * 2;
+        const lsn = data[at + 1] * TWO_32 + data[at];
+        if (lsn !== 0) this.#raise(e, lsn);
+      }
+    }
+  }
+
+  /**
+   * Copies the entries of `lines` into `out`, LINE_ENTRIES entries (two words each) a line, each as some
+   * writer completed it; a short last line's tail is left zero.
+   */
+  copyLines(lines: Uint32Array, out: Uint32Array): void {
+    for (let k = 0; k < lines.length; k++) {
+      const first = lines[k] * LINE_ENTRIES;
+      const last = Math.min(first + LINE_ENTRIES, this.entries);
+      for (let e = first; e < last; e++) {
+        const lsn = this.entry(e);
+        const at = (k * LINE_ENTRIES + e - first) * 2;
+        out[at] = lsn % TWO_32;
+        out[at + 1] = Math.floor(lsn / TWO_32);
+      }
+    }
+  }
+
+  /**
+   * The dirty bits, taken: a copy of them (one bit per line), each cleared in the map before the lines
+   * are read, so that a raise after this sets its bit again. Words that hold no bit are only read.
+   */
+  takeDirtyLines(): Uint32Array {
+    const book = this.#book;
+    const taken = new Uint32Array(book.length - DIRTY_AT);
+    for (let w = 0; w < taken.length; w++) {
+      if (Atomics.load(book, DIRTY_AT + w) !== 0) taken[w] = Atomics.exchange(book, DIRTY_AT + w, 0);
+    }
+    return taken;
+  }
+
+  /** Gives back dirty bits taken by a checkpoint that failed: its lines are written by the next one. */
+  restoreDirtyLines(taken: Uint32Array): void {
+    for (let w = 0; w < taken.length; w++) {
+      if (taken[w] !== 0) Atomics.or(this.#book, DIRTY_AT + w, taken[w] | 0);
+    }
+  }
+
+  /** Entries in use (not zero). */
+  usedEntries(): number {
+    return Atomics.load(this.#book, USED) >>> 0;
+  }
+
+  /** Fraction of entries in use. */
   fillRatio(): number {
-    return usedFraction(this.#u32);
+    return this.usedEntries() / this.entries;
+  }
+
+  /** Counts the entries in use: once, after the map's bytes were read from a file. */
+  countUsedEntries(): void {
+    Atomics.store(this.#book, USED, countUsed(this.#u32));
   }
 
   /** A copy of the whole buffer (header + entries), each entry as some writer completed it. */
@@ -156,9 +262,8 @@ export class PtrackMap {
    * Copies the buffer's bytes [at, at + out.length) (header, then entries) into `out`, each entry as
    * some writer completed it, by the reader's protocol above on words (no LSN is rebuilt): every mark
    * made before the copy began is in it, maybe some later ones. `at` and the length are multiples of 8.
-   * Returns how many of the entries copied are in use.
    */
-  copyRange(out: Uint8Array, at: number): number {
+  copyRange(out: Uint8Array, at: number): void {
     const end = at + out.length;
     if (at % 8 !== 0 || end % 8 !== 0 || out.byteOffset % 4 !== 0 || end > this.buffer.byteLength) {
       throw new RangeError(`cannot copy map bytes [${at}, ${end}) into a view at offset ${out.byteOffset}`);
@@ -168,9 +273,8 @@ export class PtrackMap {
     const src = this.#u32;
     const first = (Math.max(at, HEADER_SIZE) - HEADER_SIZE) / 4;
     const words = (end - HEADER_SIZE) / 4 - first;
-    if (words <= 0) return 0;
+    if (words <= 0) return;
     const dst = new Uint32Array(out.buffer, out.byteOffset + headerBytes, words);
-    let used = 0;
     for (let i = 0; i < words; i += 2) {
       for (;;) {
         const hi = Atomics.load(src, first + i + 1);
@@ -179,11 +283,9 @@ export class PtrackMap {
         if (Atomics.load(src, first + i + 1) !== hi) continue;
         dst[i] = lo;
         dst[i + 1] = hi;
-        if ((lo | hi) !== 0) used++;
         break;
       }
     }
-    return used;
   }
 
   #raise(slot: number, lsn: number): void {
@@ -194,12 +296,16 @@ export class PtrackMap {
       if (hi & LOCKED) continue; // another writer is between its two stores
       if (hi * TWO_32 + Atomics.load(u32, slot * 2) >= lsn) return;
       if (Atomics.compareExchange(u32, hiAt, hi, hi | LOCKED) !== hi) continue;
-      if (hi * TWO_32 + Atomics.load(u32, slot * 2) >= lsn) {
+      const lo = Atomics.load(u32, slot * 2);
+      if (hi * TWO_32 + lo >= lsn) {
         Atomics.store(u32, hiAt, hi);
         return;
       }
       Atomics.store(u32, slot * 2, lsn % TWO_32);
       Atomics.store(u32, hiAt, Math.floor(lsn / TWO_32));
+      if ((hi | lo) === 0) Atomics.add(this.#book, USED, 1);
+      const line = Math.floor(slot / LINE_ENTRIES);
+      Atomics.or(this.#book, DIRTY_AT + (line >>> 5), 1 << (line & 31));
       return;
     }
   }
@@ -212,8 +318,8 @@ function checkLsn(lsn: number): void {
 }
 
 /** Entries are word pairs; an entry is used when either word is not zero. */
-function usedFraction(words: Uint32Array): number {
+function countUsed(words: Uint32Array): number {
   let used = 0;
   for (let i = 0; i < words.length; i += 2) if (words[i] !== 0 || words[i + 1] !== 0) used++;
-  return used / (words.length / 2);
+  return used;
 }

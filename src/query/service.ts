@@ -1,13 +1,14 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
+import type { MapBuffers } from '../map/index.ts';
 import type { QueryResult } from './engine.ts';
 import type { QueryTask } from './task.ts';
 
 /** What the answers are read from: the live map, the catalog, and how far WAL is applied to them. */
 export interface AnswerSource {
   readonly appliedLsn: Lsn;
-  readonly map: { readonly buffer: SharedArrayBuffer };
+  readonly map: { readonly buffers: MapBuffers };
   readonly catalogPath: string;
   /** ptrack's guidance for the map size, for the cluster's size when last asked (null: not known). */
   readonly suggestedMapSizeMb: number | null;
@@ -104,7 +105,7 @@ export class QueryService {
     const appliedLsn = this.#source.appliedLsn;
     const result = await this.#pool.run({
       sql: request.sql,
-      map: this.#source.map.buffer,
+      map: this.#source.map.buffers,
       catalogPath: this.#source.catalogPath,
       pgdata: this.#pgdata,
       appliedLsn,

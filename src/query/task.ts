@@ -1,12 +1,12 @@
 import { Catalog } from '../catalog/index.ts';
-import { PtrackMap } from '../map/index.ts';
+import { type MapBuffers, PtrackMap } from '../map/index.ts';
 import type { Lsn } from '../wal/index.ts';
 import { QueryEngine, type QueryResult } from './engine.ts';
 
 /** One statement for the query worker: the live map is shared, the catalog is opened read-only. */
 export interface QueryTask {
   readonly sql: string;
-  readonly map: SharedArrayBuffer;
+  readonly map: MapBuffers;
   readonly catalogPath: string;
   readonly pgdata?: string;
   /** How far the map and catalog had applied WAL when the answer was allowed to start. */

@@ -1,42 +1,82 @@
-import { Piscina } from 'piscina';
 import type { Catalog } from '../catalog/index.ts';
-import type { MapFileWritten, PtrackMap } from '../map/index.ts';
+import { countDirtyLines, logRecordSize, type PtrackMap } from '../map/index.ts';
 import type { Lsn } from '../wal/index.ts';
-import { type CheckpointTask, commitCheckpoint, crashPoint } from './map-store.ts';
+import { appendCheckpoint, commitCheckpoint, crashPoint, writeCheckpointFile } from './map-store.ts';
 
-const CHECKPOINT_WORKER = new URL('../../workers/checkpoint.ts', import.meta.url).href;
+/** What one checkpoint wrote. */
+export interface CheckpointWritten {
+  readonly kind: 'log' | 'whole';
+  /** Bytes written to the map file or the log (not counting the catalog's few pages). */
+  readonly bytes: number;
+  readonly seconds: number;
+}
 
 /**
- * Writes durable checkpoints of the map: the file written and fsynced in its own thread (so that a large
- * map's checkpoint never stalls decoding), then the catalog's record (commitCheckpoint). Only once one
- * has resolved may the slot's flush position move to its LSN: that is the caller's step.
+ * Writes durable checkpoints of the map so that they cost what changed: each appends the lines whose
+ * dirty bit is set to ptrack.map.log (appendCheckpoint), until the log would pass `logLimitBytes`; then
+ * the whole map is written (writeCheckpointFile, commitCheckpoint), which empties the log. The map file
+ * is also written whole when it does not stand for the map's history (no file yet, a repaired one, or
+ * init_lsn moved since it was written) and after a failed checkpoint. Only once one has resolved may the
+ * slot's flush position move to its LSN: that is the caller's step.
+ *
+ * Between two whole writes the log holds at most logLimitBytes, so checkpoints never write more than
+ * whole maps each would: k checkpoints write at most the limit plus one map, against k maps.
  */
 export class CheckpointWriter {
   readonly #dataDir: string;
+  readonly #logLimitBytes: (map: PtrackMap) => number;
+  /** The init_lsn in the map file's header as last written or read; undefined: unknown. */
+  #fileInitLsn: Lsn | undefined;
+  #wholeNext = true;
+
   /**
-   * The thread outlives a default checkpoint interval (loading it costs more CPU than a small map's
-   * checkpoint) and goes away when checkpoints are rare.
+   * `logLimitMb`: the log's size at which the map is written whole again (default: a quarter of the
+   * map; 0: every checkpoint writes the whole map, as ptrack's own checkpoints do).
    */
-  readonly #pool = new Piscina<CheckpointTask, MapFileWritten>({
-    filename: CHECKPOINT_WORKER,
-    minThreads: 0,
-    maxThreads: 1,
-    idleTimeout: 60_000,
-  });
-
-  constructor(dataDir: string) {
+  constructor(dataDir: string, logLimitMb?: number) {
     this.#dataDir = dataDir;
+    this.#logLimitBytes = (map) =>
+      logLimitMb === undefined ? Math.floor(map.buffer.byteLength / 4) : logLimitMb * 2 ** 20;
   }
 
-  /** The map as of `lsn` (every record ending at or before it is marked), durably; its fill, and how long it took. */
-  async write(map: PtrackMap, catalog: Catalog, lsn: Lsn): Promise<{ fill: number; seconds: number }> {
+  /** The map file as loaded: whether it can take log records, or must be written whole first. */
+  mapFileRead(fileInitLsn: Lsn | null, repaired: boolean): void {
+    this.#fileInitLsn = fileInitLsn ?? undefined;
+    this.#wholeNext = repaired || fileInitLsn === null;
+  }
+
+  /** The map as of `lsn` (every record ending at or before it is marked), durably. */
+  async write(map: PtrackMap, catalog: Catalog, lsn: Lsn): Promise<CheckpointWritten> {
     const started = performance.now();
-    const { blockCrcs, fill } = await this.#pool.run({ dataDir: this.#dataDir, map: map.buffer });
-    commitCheckpoint(this.#dataDir, catalog, lsn, blockCrcs, crashPoint);
-    return { fill, seconds: (performance.now() - started) / 1000 };
-  }
-
-  destroy(): Promise<void> {
-    return this.#pool.destroy();
+    const state = catalog.mapState();
+    if (!state) throw new Error('the catalog holds no map to checkpoint');
+    // Taken before any line is read: a raise after this sets its bit again, for the next checkpoint.
+    const taken = map.takeDirtyLines();
+    try {
+      const whole =
+        this.#wholeNext ||
+        state.checkpointLsn === null ||
+        state.blockCrcs === null ||
+        this.#fileInitLsn !== map.initLsn ||
+        state.logBytes + logRecordSize(countDirtyLines(taken)) > this.#logLimitBytes(map);
+      let bytes: number;
+      if (whole) {
+        const initLsn = map.initLsn;
+        const blockCrcs = await writeCheckpointFile(this.#dataDir, map);
+        commitCheckpoint(this.#dataDir, catalog, lsn, blockCrcs, crashPoint);
+        this.#fileInitLsn = initLsn;
+        this.#wholeNext = false;
+        bytes = map.buffer.byteLength + 4;
+      } else {
+        bytes = await appendCheckpoint(this.#dataDir, catalog, map, taken, lsn, state, crashPoint);
+      }
+      return { kind: whole ? 'whole' : 'log', bytes, seconds: (performance.now() - started) / 1000 };
+    } catch (e) {
+      // Nothing of this checkpoint counted: its lines go to the next one, which writes the whole map
+      // (whatever the log's state now, the map file alone is enough).
+      map.restoreDirtyLines(taken);
+      this.#wholeNext = true;
+      throw e;
+    }
   }
 }

@@ -1,5 +1,5 @@
 import type { CatalogOp } from '../catalog/index.ts';
-import { PtrackMap } from '../map/index.ts';
+import { type MapBuffers, PtrackMap } from '../map/index.ts';
 import { type Lsn, WalDecodeError, type WalDecodeErrorCode, WalStreamDecoder } from '../wal/index.ts';
 import { WalApplier } from './apply.ts';
 import { windowPieces } from './window.ts';
@@ -13,7 +13,7 @@ import { windowPieces } from './window.ts';
  */
 export interface ChunkTask {
   readonly window: SharedArrayBuffer;
-  readonly map: SharedArrayBuffer;
+  readonly map: MapBuffers;
   readonly from: Lsn;
   readonly stopBefore: Lsn;
   readonly dataEnd: Lsn;

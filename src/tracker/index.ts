@@ -5,6 +5,8 @@ export {
   commitCheckpoint,
   loadCheckpointedMap,
   MAP_FILE,
+  MAP_LOG_FILE,
+  readCheckpointedMap,
   resizeCheckpointedMap,
   writeCheckpointFile,
 } from './map-store.ts';

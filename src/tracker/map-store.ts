@@ -1,49 +1,56 @@
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Catalog } from '../catalog/index.ts';
+import type { Catalog, MapState } from '../catalog/index.ts';
 import {
+  appendLogRecord,
+  buildLogRecord,
   entriesForMapSize,
   FALSE_POSITIVE_HINT,
   falsePositiveRate,
   fileSizeForEntries,
   loadMapFile,
   MAX_MAP_SIZE_MB,
-  type MapFileWritten,
   mapSizeForFalsePositiveRate,
   type PtrackMap,
   type ResizeProgress,
   replaceDurably,
+  replayMapLog,
   resizeMap,
+  unionRegions,
   writeMapFile,
+  writeMapFileAsync,
 } from '../map/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
 
 export const MAP_FILE = 'ptrack.map';
 /** A checkpoint's map file while it is written, until it replaces MAP_FILE (ptrack's name for it). */
 const NEW_MAP_FILE = `${MAP_FILE}.tmp`;
+/** What checkpoints since the map file was last written whole changed (src/map/log.ts). */
+export const MAP_LOG_FILE = `${MAP_FILE}.log`;
 /** A resized map, written before the catalog records its size and renamed to MAP_FILE after. */
 export const RESIZED_MAP_FILE = 'ptrack.map.resized';
 /** A resized map while it is written, until it becomes RESIZED_MAP_FILE. */
 const NEW_RESIZED_MAP_FILE = `${RESIZED_MAP_FILE}.tmp`;
 
 /**
- * A checkpoint as of LSN X (every record ending at or before X is in the map) is written in two parts, so
- * that a kill at any moment leaves a map file the catalog vouches for, block by block. This is the first,
- * which may run in another thread while decoding goes on: the live map (each entry as some writer
- * completed it) written under a temporary name and fsynced, and its block CRCs. The file holds every mark
- * made before the writing started, and maybe some later ones. The second is commitCheckpoint.
+ * The first part of a checkpoint as of LSN X (every record ending at or before X is in the map) that
+ * writes the whole map, run while decoding goes on: the live map (each entry as some writer completed it)
+ * written under a temporary name and fsynced, off the event loop. The file holds every mark made before
+ * the writing started, and maybe some later ones. Returns its block CRCs; the second part is
+ * commitCheckpoint.
  */
-export function writeCheckpointFile(dataDir: string, map: PtrackMap): MapFileWritten {
-  return writeMapFile(join(dataDir, NEW_MAP_FILE), map);
+export function writeCheckpointFile(dataDir: string, map: PtrackMap): Promise<Uint32Array> {
+  return writeMapFileAsync(join(dataDir, NEW_MAP_FILE), map);
 }
 
 /**
- * The second part of a checkpoint as of `lsn` (see writeCheckpointFile), each step durable: the catalog
- * records the new file's CRCs as pending, the file replaces MAP_FILE, the catalog records the checkpoint.
- * Only then may the slot's flush position move to `lsn`. A kill after the rename leaves a file newer than
- * the catalog's checkpoint: it loads whole (its blocks match the pending CRCs), and decoding resumes from
- * the older checkpoint, marking again what the file already has. `crashPoint` names the moments between
- * the steps (a test stops the process there).
+ * The second part of a checkpoint as of `lsn` that wrote the whole map (see writeCheckpointFile), each
+ * step durable: the catalog records the new file's CRCs as pending, the file replaces MAP_FILE, the
+ * catalog records the checkpoint (and an empty log: the file holds all it did). Only then may the slot's
+ * flush position move to `lsn`. A kill after the rename leaves a file newer than the catalog's
+ * checkpoint: it loads whole (its blocks match the pending CRCs), the old log replayed over it changes
+ * nothing, and decoding resumes from the older checkpoint, marking again what the file already has.
+ * `crashPoint` names the moments between the steps (a test stops the process there).
  */
 export function commitCheckpoint(
   dataDir: string,
@@ -61,41 +68,93 @@ export function commitCheckpoint(
 }
 
 /**
- * The map as of the catalog's last checkpoint (or newer, see writeCheckpointFile), with damaged blocks
- * repaired to the checkpoint LSN; each repair is recorded in the catalog's history and reported through
- * `warn`. A pending checkpoint is settled: the catalog then holds the CRCs of the file as it is. Returns
- * the LSN to resume decoding from.
+ * A checkpoint as of `lsn` that writes only the lines whose dirty bits it took (`taken`): one record
+ * appended to MAP_LOG_FILE where the catalog says the durable log ends, fsynced; then the catalog records
+ * the checkpoint and the log's new length in one durable commit. Only then may the slot's flush position
+ * move. A kill before that commit leaves the record past the log's counted end: it never counted, and the
+ * next one overwrites it. Returns the bytes written.
+ */
+export async function appendCheckpoint(
+  dataDir: string,
+  catalog: Catalog,
+  map: PtrackMap,
+  taken: Uint32Array,
+  lsn: Lsn,
+  log: { readonly logBytes: number; readonly logRegions: Uint32Array | null },
+  crashPoint: (name: string) => void = () => {},
+): Promise<number> {
+  const record = buildLogRecord(map, taken, lsn);
+  await appendLogRecord(join(dataDir, MAP_LOG_FILE), log.logBytes, record.bytes);
+  crashPoint('log-appended');
+  catalog.recordLogCheckpoint(
+    lsn,
+    log.logBytes + record.bytes.length,
+    unionRegions(log.logRegions, record.regions),
+  );
+  return record.bytes.length;
+}
+
+export interface CheckpointedMap {
+  readonly map: PtrackMap;
+  /** Where the checkpoint stands: decoding resumes here, and it is what damage is repaired to. */
+  readonly checkpointLsn: Lsn;
+  /** What was damaged and repaired (false positives only), one line each. */
+  readonly repairs: readonly string[];
+  /** The init_lsn in the map file's header (null: the file could not be tied to the catalog). */
+  readonly fileInitLsn: Lsn | null;
+  /** The map file's block CRCs as it is (a damaged block's inverted); null when it was wholly damaged. */
+  readonly blockCrcs: Uint32Array | null;
+}
+
+/**
+ * The map file with the checkpoint log replayed over it, as the catalog vouches for them, damage repaired
+ * to the checkpoint LSN; read-only (ptrackd sql --offline reads a running daemon's directory with it).
+ */
+export function readCheckpointedMap(dataDir: string, state: MapState): CheckpointedMap {
+  const checkpointLsn = state.checkpointLsn ?? state.initLsn;
+  const loaded = loadMapFile(join(dataDir, MAP_FILE), { ...state, checkpointLsn });
+  const replay = replayMapLog(join(dataDir, MAP_LOG_FILE), loaded.map, { ...state, checkpointLsn });
+  const at = formatLsn(checkpointLsn);
+  const repairs = [
+    loaded.wholeFileDamage !== undefined
+      ? `${loaded.wholeFileDamage}: every entry set to the checkpoint LSN ${at}`
+      : loaded.damagedBlocks.length > 0
+        ? `map file blocks ${loaded.damagedBlocks.join(', ')} failed their CRC-32C: their entries set to the checkpoint LSN ${at}`
+        : undefined,
+    replay.damage === undefined ? undefined : `${replay.damage} set to the checkpoint LSN ${at}`,
+  ].filter((r) => r !== undefined);
+  return {
+    map: loaded.map,
+    checkpointLsn,
+    repairs,
+    fileInitLsn: loaded.fileInitLsn,
+    blockCrcs: loaded.blockCrcs,
+  };
+}
+
+/**
+ * The map as of the catalog's last checkpoint (or newer, see commitCheckpoint), with damaged blocks or
+ * log records repaired to the checkpoint LSN; each repair is recorded in the catalog's history and
+ * reported through `warn`. A pending checkpoint is settled: the catalog then holds the CRCs of the file
+ * as it is. Every dirty bit is clear: what was loaded is durable already.
  */
 export function loadCheckpointedMap(
   dataDir: string,
   catalog: Catalog,
   warn: (message: string) => void,
-): { map: PtrackMap; resumeLsn: Lsn } {
+): CheckpointedMap {
   const state = catalog.mapState();
   if (!state) throw new Error('the catalog holds no map to load');
   settleResize(dataDir, state.entries);
   rmSync(join(dataDir, NEW_MAP_FILE), { force: true }); // a checkpoint that never replaced the map
-  const checkpointLsn = state.checkpointLsn ?? state.initLsn;
-  const loaded = loadMapFile(join(dataDir, MAP_FILE), { ...state, checkpointLsn });
+  const loaded = readCheckpointedMap(dataDir, state);
   if (state.pendingBlockCrcs !== null && loaded.blockCrcs !== null) catalog.settleMapFile(loaded.blockCrcs);
-  const at = formatLsn(checkpointLsn);
-  const repair =
-    loaded.wholeFileDamage !== undefined
-      ? `${loaded.wholeFileDamage}: every entry set to the checkpoint LSN ${at}`
-      : loaded.damagedBlocks.length > 0
-        ? `map file blocks ${loaded.damagedBlocks.join(', ')} failed their CRC-32C: their entries set to the checkpoint LSN ${at}`
-        : undefined;
-  if (repair !== undefined) {
+  for (const repair of loaded.repairs) {
     catalog.logRepair(repair);
     warn(repair);
   }
-  return { map: loaded.map, resumeLsn: checkpointLsn };
-}
-
-/** What the checkpoint thread needs: where to write, and the live map's shared buffer. */
-export interface CheckpointTask {
-  readonly dataDir: string;
-  readonly map: SharedArrayBuffer;
+  loaded.map.takeDirtyLines();
+  return loaded;
 }
 
 /**
@@ -130,13 +189,14 @@ export function resizeCheckpointedMap(
   crashPoint('resize-built');
   const writing = join(dataDir, NEW_RESIZED_MAP_FILE);
   const resized = join(dataDir, RESIZED_MAP_FILE);
-  const written = writeMapFile(writing, map);
+  const blockCrcs = writeMapFile(writing, map);
   replaceDurably(writing, resized);
   crashPoint('resize-written');
   const reason = `map resized from ${state.mapSizeMb} MB to ${mapSizeMb} MB: ${blocksCarried} blocks carried over, history since ${formatLsn(state.initLsn)} kept`;
-  catalog.recordResize(mapSizeMb, entriesForMapSize(mapSizeMb), written.blockCrcs, reason);
+  catalog.recordResize(mapSizeMb, entriesForMapSize(mapSizeMb), blockCrcs, reason);
   crashPoint('resize-recorded');
   replaceDurably(resized, join(dataDir, MAP_FILE));
+  map.takeDirtyLines(); // every line is in the file now
   return { map, blocksCarried, reason };
 }
 

@@ -18,6 +18,11 @@ export interface TrackerOptions {
   readonly reinit?: boolean;
   readonly checkpointIntervalMs: number;
   readonly checkpointWalBytes: number;
+  /**
+   * MB of changed lines the checkpoint log may hold before a checkpoint writes the whole map again
+   * (default: a quarter of the map; 0: every checkpoint writes the whole map).
+   */
+  readonly checkpointLogMb?: number;
   readonly createSlot: boolean;
   /**
    * PostgreSQL's restore_command for the WAL archive: WAL the slot no longer holds is read from there
@@ -57,6 +62,12 @@ export interface TrackerStatus {
   readonly blocksMarked: number;
   /** How long the last checkpoint took, in seconds. */
   readonly checkpointSeconds: number;
+  /** Bytes checkpoints wrote since start: changed lines to the log, and whole maps. */
+  readonly checkpointBytesWritten: number;
+  /** Checkpoints since start that wrote the whole map. */
+  readonly wholeMapWrites: number;
+  /** Bytes the checkpoint log holds (emptied when the whole map is written). */
+  readonly checkpointLogBytes: number;
   /** Fraction of map entries in use, as of the last checkpoint. */
   readonly mapFill: number;
   /** Seconds the oldest WAL not yet applied has been waiting (0 when caught up). */

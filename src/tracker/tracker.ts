@@ -78,6 +78,9 @@ export class Tracker {
   #walBytesApplied = 0;
   #blocksMarked = 0;
   #checkpointSeconds = 0;
+  /** Bytes checkpoints wrote (map file and log) since start, and how many wrote the whole map. */
+  #checkpointBytes = 0;
+  #wholeMapWrites = 0;
   /** The map's fill at the last checkpoint. */
   #mapFill = 0;
   /** What to do about that fill's false positives, if anything (#noteMapFill). */
@@ -101,7 +104,7 @@ export class Tracker {
 
   constructor(options: TrackerOptions) {
     this.#o = options;
-    this.#checkpoints = new CheckpointWriter(options.dataDir);
+    this.#checkpoints = new CheckpointWriter(options.dataDir, options.checkpointLogMb);
     // A connection attempt into a blocked port would otherwise wait forever (libpq's default, too).
     this.#connectionConfig = { connectionTimeoutMillis: 10_000, ...options.connection };
     const tracker = this;
@@ -202,6 +205,9 @@ export class Tracker {
       walBytesApplied: this.#walBytesApplied,
       blocksMarked: this.#blocksMarked,
       checkpointSeconds: this.#checkpointSeconds,
+      checkpointBytesWritten: this.#checkpointBytes,
+      wholeMapWrites: this.#wholeMapWrites,
+      checkpointLogBytes: state?.logBytes ?? 0,
       mapFill: this.#mapFill,
       suggestedMapSizeMb: this.#suggestedMapSizeMb,
       mapHint: this.#mapHint,
@@ -268,7 +274,6 @@ export class Tracker {
     await this.#running?.catch(() => {});
     await this.#connection?.close().catch(() => {});
     await this.#pool?.destroy();
-    await this.#checkpoints.destroy();
     this.#catalog?.close();
     this.releaseDataDir();
   }
@@ -315,10 +320,11 @@ export class Tracker {
     if (this.#map) return;
     const loaded = loadCheckpointedMap(this.#o.dataDir, this.catalog, (m) => this.#o.log('warn', m));
     this.#map = loaded.map;
-    this.#checkpointLsn = loaded.resumeLsn;
-    this.#appliedLsn = loaded.resumeLsn;
+    this.#checkpoints.mapFileRead(loaded.fileInitLsn, loaded.repairs.length > 0);
+    this.#checkpointLsn = loaded.checkpointLsn;
+    this.#appliedLsn = loaded.checkpointLsn;
     this.#noteMapFill(loaded.map.fillRatio());
-    this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.resumeLsn)}`);
+    this.#o.log('info', `resuming from the checkpoint at ${formatLsn(loaded.checkpointLsn)}`);
     if (this.#o.mapSizeMb !== undefined && this.#o.mapSizeMb !== mapSizeMb) {
       // --map-size other than the map's: rebuilt at that size with its history
       this.#map = resizeWithProgress(this.#o.dataDir, this.catalog, this.#map, this.#o.mapSizeMb, this.#o);
@@ -486,7 +492,7 @@ export class Tracker {
     return new ChunkPipeline({
       start,
       task: {
-        map: this.map.buffer,
+        map: this.map.buffers,
         segmentSize: server.segmentSize,
         blockSize: server.blockSize,
         major: server.major,
@@ -543,13 +549,15 @@ export class Tracker {
     const lsn = this.#appliedLsn;
     this.#checkpointing = this.#checkpoints
       .write(this.map, this.catalog, lsn)
-      .then(({ fill, seconds }) => {
-        this.#noteMapFill(fill);
+      .then(({ kind, bytes, seconds }) => {
+        this.#noteMapFill(this.map.fillRatio());
         this.#checkpointSeconds = seconds;
+        this.#checkpointBytes += bytes;
+        if (kind === 'whole') this.#wholeMapWrites++;
         this.#checkpointLsn = lsn;
         this.#lastCheckpointAt = Date.now();
         this.#stream?.sendStatus(lsn);
-        this.#o.log('info', `checkpoint at ${formatLsn(lsn)} (${why})`);
+        this.#o.log('info', `checkpoint at ${formatLsn(lsn)} (${why}): ${describeWrite(kind, bytes)}`);
       })
       .catch((e: Error) => {
         this.#o.log('error', `checkpoint at ${formatLsn(lsn)} failed, will retry: ${e.message}`);
@@ -559,6 +567,11 @@ export class Tracker {
       });
     return this.#checkpointing;
   }
+}
+
+function describeWrite(kind: 'log' | 'whole', bytes: number): string {
+  const size = bytes < 2 ** 20 ? `${(bytes / 1024).toFixed(1)} kB` : `${(bytes / 2 ** 20).toFixed(1)} MB`;
+  return kind === 'whole' ? `the whole map written, ${size}` : `${size} of changed lines logged`;
 }
 
 /** ptrack's guidance: map_size of about 1/1024 of the cluster's size, here at least 64 MB (and at most 32 GB). */

@@ -88,8 +88,7 @@ describe('catalog', () => {
     const map = PtrackMap.create(1, 0x1000);
     c.initMap(1, map.entries, 0x1000, 'first start');
     for (let b = 0; b < 5000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
-    const written = writeMapFile(join(dir, 'ptrack.map'), map);
-    c.recordCheckpoint(0x9000, written.blockCrcs);
+    c.recordCheckpoint(0x9000, writeMapFile(join(dir, 'ptrack.map'), map));
     c.close();
     const reopened = Catalog.open(join(dir, 'catalog.db'), { readonly: true });
     const state = reopened.mapState()!;

@@ -9,7 +9,7 @@ import { seededRandom } from '../helpers/fixtures.ts';
 function markInWorker(map: PtrackMap, marks: Float64Array): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('./mark-worker.ts', import.meta.url), {
-      workerData: { buffer: map.buffer, marks },
+      workerData: { buffers: map.buffers, marks },
     });
     w.once('message', resolve);
     w.once('error', reject);

@@ -11,13 +11,13 @@ import {
 } from '../../src/tracker/index.ts';
 import { scratchDir } from '../helpers/scratch.ts';
 
-function checkpointed() {
+async function checkpointed() {
   const dir = scratchDir('ptrackd-data-');
   const catalog = Catalog.open(join(dir, 'catalog.db'));
   const map = PtrackMap.create(1, 0x1000);
   catalog.initMap(1, map.entries, 0x1000, 'first start');
   for (let b = 0; b < 3000; b++) map.markBlock(1663, 5, 16384, 0, b, 0x2000 + b);
-  commitCheckpoint(dir, catalog, 0x9000, writeCheckpointFile(dir, map).blockCrcs);
+  commitCheckpoint(dir, catalog, 0x9000, await writeCheckpointFile(dir, map));
   return { dir, catalog, map };
 }
 
@@ -25,18 +25,18 @@ function checkpointed() {
 class Killed extends Error {}
 
 describe('map checkpoints tied to the catalog', () => {
-  it('loads the checkpoint back as it was, resuming from its LSN, with nothing to repair', () => {
-    const { dir, catalog, map } = checkpointed();
+  it('loads the checkpoint back as it was, resuming from its LSN, with nothing to repair', async () => {
+    const { dir, catalog, map } = await checkpointed();
     const warnings: string[] = [];
-    const { map: loaded, resumeLsn } = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
-    expect(resumeLsn).toBe(0x9000);
+    const { map: loaded, checkpointLsn } = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
+    expect(checkpointLsn).toBe(0x9000);
     expect(Buffer.from(loaded.snapshot()).equals(Buffer.from(map.snapshot()))).toBe(true);
     expect(warnings).toEqual([]);
     expect(catalog.history().map((h) => h.kind)).toEqual(['init']);
   });
 
-  it('repairs a damaged block, logs it in the catalog and keeps init_lsn', () => {
-    const { dir, catalog } = checkpointed();
+  it('repairs a damaged block, logs it in the catalog and keeps init_lsn', async () => {
+    const { dir, catalog } = await checkpointed();
     const path = join(dir, MAP_FILE);
     const bytes = readFileSync(path);
     bytes[200_000] ^= 0xff;
@@ -52,8 +52,8 @@ describe('map checkpoints tied to the catalog', () => {
     for (let b = 0; b < 3000; b++) expect(map.isChanged(1663, 5, 16384, 0, b, 0x2000 + b)).toBe(true);
   });
 
-  it('a missing map file is repaired whole and logged', () => {
-    const { dir, catalog } = checkpointed();
+  it('a missing map file is repaired whole and logged', async () => {
+    const { dir, catalog } = await checkpointed();
     rmSync(join(dir, MAP_FILE));
     const warnings: string[] = [];
     const { map } = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
@@ -67,20 +67,20 @@ describe('map checkpoints tied to the catalog', () => {
     ['it has replaced the map file', 'checkpoint-installed', 'newer'],
   ] as const)(
     'a checkpoint killed once %s loads with nothing to repair, resuming from the last recorded checkpoint',
-    (_what, point, file) => {
-      const { dir, catalog, map } = checkpointed();
+    async (_what, point, file) => {
+      const { dir, catalog, map } = await checkpointed();
       const older = Buffer.from(map.snapshot());
       for (let b = 0; b < 3000; b += 7) map.markBlock(1663, 5, 16385, 0, b, 0x9000 + b);
-      const written = writeCheckpointFile(dir, map);
+      const written = await writeCheckpointFile(dir, map);
       const kill = (name: string) => {
         if (name === point) throw new Killed();
       };
-      expect(() => commitCheckpoint(dir, catalog, 0xa000, written.blockCrcs, kill)).toThrow(Killed);
+      expect(() => commitCheckpoint(dir, catalog, 0xa000, written, kill)).toThrow(Killed);
       const warnings: string[] = [];
       const loaded = loadCheckpointedMap(dir, catalog, (m) => warnings.push(m));
       expect(warnings).toEqual([]);
       expect(catalog.history().map((h) => h.kind)).toEqual(['init']);
-      expect(loaded.resumeLsn).toBe(0x9000);
+      expect(loaded.checkpointLsn).toBe(0x9000);
       const expected = file === 'newer' ? Buffer.from(map.snapshot()) : older;
       expect(Buffer.from(loaded.map.snapshot()).equals(expected)).toBe(true);
       expect(existsSync(join(dir, `${MAP_FILE}.tmp`))).toBe(false);
@@ -88,14 +88,14 @@ describe('map checkpoints tied to the catalog', () => {
       const state = catalog.mapState()!;
       expect(state.pendingBlockCrcs).toBeNull();
       expect([...state.blockCrcs!]).toEqual(
-        file === 'newer' ? [...written.blockCrcs] : [...state.blockCrcs!],
+        file === 'newer' ? [...written] : [...state.blockCrcs!],
       );
 
       // the next checkpoint, killed after its rename, still loads whole: nothing stale is left pending
       for (let b = 0; b < 3000; b += 5) loaded.map.markBlock(1663, 5, 16386, 0, b, 0xa000 + b);
-      const next = writeCheckpointFile(dir, loaded.map);
+      const next = await writeCheckpointFile(dir, loaded.map);
       expect(() =>
-        commitCheckpoint(dir, catalog, 0xb000, next.blockCrcs, (name) => {
+        commitCheckpoint(dir, catalog, 0xb000, next, (name) => {
           if (name === 'checkpoint-installed') throw new Killed();
         }),
       ).toThrow(Killed);

@@ -50,7 +50,7 @@ async function pipelined(
   let resume: (() => void) | undefined;
   const pipeline = new ChunkPipeline({
     start: wal.lsn,
-    task: { map: map.buffer, segmentSize: fixture.segmentSize, blockSize: 8192, major: fixture.major },
+    task: { map: map.buffers, segmentSize: fixture.segmentSize, blockSize: 8192, major: fixture.major },
     pageSize: PAGE,
     windowSize: o.windowSize,
     chunkSize: o.chunkSize,

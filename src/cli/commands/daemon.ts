@@ -94,6 +94,12 @@ export function daemonCommand(y: Argv): Argv {
           default: 256 * 1024 * 1024,
           describe: 'bytes of WAL between map checkpoints',
         })
+        .option('checkpoint-log', {
+          type: 'number',
+          defaultDescription: 'a quarter of the map',
+          describe:
+            'MB of changed lines checkpoints append to ptrack.map.log before one writes the whole map again (0: every checkpoint writes the whole map)',
+        })
         .option('ready-max-lag', {
           type: 'number',
           default: 16 * 1024 * 1024,
@@ -139,6 +145,10 @@ export function daemonCommand(y: Argv): Argv {
             'replication-timeout',
           ] as const) {
             if (!(a[name] > 0)) throw new UsageError(`--${name} must be a positive number, not ${a[name]}`);
+          }
+          const logMb = a['checkpoint-log'];
+          if (logMb !== undefined && !(logMb >= 0 && Number.isFinite(logMb))) {
+            throw new UsageError(`--checkpoint-log is in MB, 0 or more, not ${logMb}`);
           }
           if (!(a['wait-for-server'] >= 0)) {
             throw new UsageError(`--wait-for-server is in seconds, 0 or more, not ${a['wait-for-server']}`);
@@ -193,6 +203,7 @@ export function daemonCommand(y: Argv): Argv {
         onProgress: progress,
         checkpointIntervalMs: a['checkpoint-interval'] * 1000,
         checkpointWalBytes: a['checkpoint-wal'],
+        checkpointLogMb: a['checkpoint-log'],
         createSlot: a['create-slot'],
         restoreCommand: a['restore-command'],
         restoreTimeoutMs: a['restore-timeout'] * 1000,

@@ -78,9 +78,8 @@ function daemonAnswer(
 /** The same engine over the last durable checkpoint in the data directory, read-only (daemon stopped). */
 async function offlineAnswer(dataDir: string, pgdata: string | undefined): Promise<Answer> {
   // Imported here: SQLite, the map and the engine are the offline path's alone.
-  const [{ Catalog }, { loadMapFile }, { QueryEngine }, { MAP_FILE }, { formatLsn }] = await Promise.all([
+  const [{ Catalog }, { QueryEngine }, { readCheckpointedMap }, { formatLsn }] = await Promise.all([
     import('../../catalog/index.ts'),
-    import('../../map/index.ts'),
     import('../../query/index.ts'),
     import('../../tracker/index.ts'),
     import('../../wal/index.ts'),
@@ -88,15 +87,9 @@ async function offlineAnswer(dataDir: string, pgdata: string | undefined): Promi
   const catalog = Catalog.open(join(dataDir, 'catalog.db'), { readonly: true });
   const state = catalog.mapState();
   if (!state || state.checkpointLsn === null) throw new ExitError(`${dataDir} holds no map checkpoint yet`);
-  const checkpointLsn = state.checkpointLsn;
-  const loaded = loadMapFile(join(dataDir, MAP_FILE), { ...state, checkpointLsn });
-  const repair =
-    loaded.wholeFileDamage ??
-    (loaded.damagedBlocks.length ? `map blocks ${loaded.damagedBlocks.join(', ')} failed their CRC` : '');
-  if (repair)
-    process.stderr.write(
-      `WARNING:  ${repair}; their entries read as changed at ${formatLsn(checkpointLsn)}\n`,
-    );
+  const loaded = readCheckpointedMap(dataDir, state);
+  const checkpointLsn = loaded.checkpointLsn;
+  for (const repair of loaded.repairs) process.stderr.write(`WARNING:  ${repair}\n`);
   const engine = new QueryEngine({ map: loaded.map, catalog, pgdata, appliedLsn: () => checkpointLsn });
   process.stderr.write(
     `NOTICE:  offline: answers are valid up to the last checkpoint, ${formatLsn(checkpointLsn)}\n`,
