@@ -29,7 +29,8 @@ export async function writeFileDurablyAsync(path: string, pieces: Iterable<Uint8
   const file = await open(path, 'w', 0o600);
   try {
     for (const bytes of pieces) {
-      for (let at = 0; at < bytes.length; ) at += (await file.write(bytes, at, bytes.length - at)).bytesWritten;
+      for (let at = 0; at < bytes.length; )
+        at += (await file.write(bytes, at, bytes.length - at)).bytesWritten;
     }
     await file.sync();
   } finally {

@@ -1,7 +1,14 @@
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { crc32c } from '@node-rs/crc32';
 import { readAt, writeFileDurably, writeFileDurablyAsync } from './durable.ts';
-import { FILE_CRC_SIZE, fileSizeForEntries, HEADER_SIZE, INIT_LSN_OFFSET, MAP_MAGIC, MAP_VERSION } from './layout.ts';
+import {
+  FILE_CRC_SIZE,
+  fileSizeForEntries,
+  HEADER_SIZE,
+  INIT_LSN_OFFSET,
+  MAP_MAGIC,
+  MAP_VERSION,
+} from './layout.ts';
 import { PtrackMap } from './map.ts';
 
 /** The map file is checked in blocks of this many bytes; damage costs false positives in that block only. */
@@ -145,7 +152,8 @@ function loadFrom(fd: number | null, record: CheckpointRecord): LoadedMap {
     map.fillEntries(from, to, record.checkpointLsn);
   }
   const head = new DataView(header.buffer);
-  const fileInitLsn = head.getUint32(INIT_LSN_OFFSET + 4, true) * 2 ** 32 + head.getUint32(INIT_LSN_OFFSET, true);
+  const fileInitLsn =
+    head.getUint32(INIT_LSN_OFFSET + 4, true) * 2 ** 32 + head.getUint32(INIT_LSN_OFFSET, true);
   return { map, damagedBlocks: damaged, blockCrcs, fileInitLsn };
 }
 

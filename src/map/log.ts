@@ -85,7 +85,11 @@ export function buildLogRecord(map: PtrackMap, taken: Uint32Array, lsn: number):
   head.setUint32(16, lsn % TWO_32, true);
   head.setUint32(20, Math.floor(lsn / TWO_32), true);
   head.setUint32(24, crc32c(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)), true);
-  head.setUint32(28, crc32c(bytes.subarray(RECORD_HEADER, RECORD_HEADER + lines * 4), crc32c(bytes.subarray(0, 28))), true);
+  head.setUint32(
+    28,
+    crc32c(bytes.subarray(RECORD_HEADER, RECORD_HEADER + lines * 4), crc32c(bytes.subarray(0, 28))),
+    true,
+  );
   return { bytes, lines, regions };
 }
 
@@ -185,7 +189,10 @@ function replayFrom(fd: number, map: PtrackMap, state: LogState): LogReplay {
     const body = fits ? new Uint8Array(total - RECORD_HEADER) : new Uint8Array(0);
     if (fits) readAt(fd, body, at + RECORD_HEADER);
     const list = new Uint32Array(body.buffer, 0, fits ? lines : 0);
-    if (!fits || crc32c(body.subarray(0, lines * 4), crc32c(header.subarray(0, 28))) !== head.getUint32(28, true)) {
+    if (
+      !fits ||
+      crc32c(body.subarray(0, lines * 4), crc32c(header.subarray(0, 28))) !== head.getUint32(28, true)
+    ) {
       return { records, damage: repairRegions(map, state, `${where} has a damaged header or line list`) };
     }
     const dataBytes = body.subarray(lines * 4);
@@ -194,7 +201,11 @@ function replayFrom(fd: number, map: PtrackMap, state: LogState): LogReplay {
       map.raiseLines(list, data);
     } else {
       for (const line of list) {
-        map.fillEntries(line * LINE_ENTRIES, Math.min((line + 1) * LINE_ENTRIES, map.entries), state.checkpointLsn);
+        map.fillEntries(
+          line * LINE_ENTRIES,
+          Math.min((line + 1) * LINE_ENTRIES, map.entries),
+          state.checkpointLsn,
+        );
       }
       damaged.push(`${where} failed its CRC-32C: its ${lines} lines`);
     }

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
-import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { MapBuffers } from '../map/index.ts';
+import { formatLsn, type Lsn, parseLsn } from '../wal/index.ts';
 import type { QueryResult } from './engine.ts';
 import type { QueryTask } from './task.ts';
 

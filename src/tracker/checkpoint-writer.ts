@@ -25,16 +25,20 @@ export interface CheckpointWritten {
 export class CheckpointWriter {
   readonly #dataDir: string;
   readonly #logLimitBytes: (map: PtrackMap) => number;
+  readonly #crashPoint: (name: string) => void;
   /** The init_lsn in the map file's header as last written or read; undefined: unknown. */
   #fileInitLsn: Lsn | undefined;
   #wholeNext = true;
 
   /**
    * `logLimitMb`: the log's size at which the map is written whole again (default: a quarter of the
-   * map; 0: every checkpoint writes the whole map, as ptrack's own checkpoints do).
+   * map; 0: every checkpoint writes the whole map, as ptrack's own checkpoints do). `crashPoint` is
+   * called between the durable steps (by default it kills the process where CRASH_PTRACKD_AT says).
    */
-  constructor(dataDir: string, logLimitMb?: number) {
+  constructor(dataDir: string, o: { logLimitMb?: number; crashPoint?: (name: string) => void } = {}) {
+    const { logLimitMb } = o;
     this.#dataDir = dataDir;
+    this.#crashPoint = o.crashPoint ?? crashPoint;
     this.#logLimitBytes = (map) =>
       logLimitMb === undefined ? Math.floor(map.buffer.byteLength / 4) : logLimitMb * 2 ** 20;
   }
@@ -63,12 +67,12 @@ export class CheckpointWriter {
       if (whole) {
         const initLsn = map.initLsn;
         const blockCrcs = await writeCheckpointFile(this.#dataDir, map);
-        commitCheckpoint(this.#dataDir, catalog, lsn, blockCrcs, crashPoint);
+        commitCheckpoint(this.#dataDir, catalog, lsn, blockCrcs, this.#crashPoint);
         this.#fileInitLsn = initLsn;
         this.#wholeNext = false;
         bytes = map.buffer.byteLength + 4;
       } else {
-        bytes = await appendCheckpoint(this.#dataDir, catalog, map, taken, lsn, state, crashPoint);
+        bytes = await appendCheckpoint(this.#dataDir, catalog, map, taken, lsn, state, this.#crashPoint);
       }
       return { kind: whole ? 'whole' : 'log', bytes, seconds: (performance.now() - started) / 1000 };
     } catch (e) {

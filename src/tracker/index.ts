@@ -1,4 +1,5 @@
 export { WalApplier } from './apply.ts';
+export { CheckpointWriter, type CheckpointWritten } from './checkpoint-writer.ts';
 export { DataDirInUseError, DataDirLock } from './data-dir-lock.ts';
 export { classifyFailure, type Failure, FollowError } from './failures.ts';
 export {

@@ -11,7 +11,7 @@ import {
   loadMapFile,
   MAX_MAP_SIZE_MB,
   mapSizeForFalsePositiveRate,
-  type PtrackMap,
+  PtrackMap,
   type ResizeProgress,
   replaceDurably,
   replayMapLog,
@@ -112,6 +112,11 @@ export interface CheckpointedMap {
  */
 export function readCheckpointedMap(dataDir: string, state: MapState): CheckpointedMap {
   const checkpointLsn = state.checkpointLsn ?? state.initLsn;
+  if (state.checkpointLsn === null && !existsSync(join(dataDir, MAP_FILE))) {
+    // Killed before its first checkpoint: the map is as it began, empty, and WAL from init_lsn fills it.
+    const map = PtrackMap.withEntries(state.entries, state.initLsn);
+    return { map, checkpointLsn, repairs: [], fileInitLsn: null, blockCrcs: null };
+  }
   const loaded = loadMapFile(join(dataDir, MAP_FILE), { ...state, checkpointLsn });
   const replay = replayMapLog(join(dataDir, MAP_LOG_FILE), loaded.map, { ...state, checkpointLsn });
   const at = formatLsn(checkpointLsn);

@@ -104,7 +104,7 @@ export class Tracker {
 
   constructor(options: TrackerOptions) {
     this.#o = options;
-    this.#checkpoints = new CheckpointWriter(options.dataDir, options.checkpointLogMb);
+    this.#checkpoints = new CheckpointWriter(options.dataDir, { logLimitMb: options.checkpointLogMb });
     // A connection attempt into a blocked port would otherwise wait forever (libpq's default, too).
     this.#connectionConfig = { connectionTimeoutMillis: 10_000, ...options.connection };
     const tracker = this;

@@ -87,9 +87,7 @@ describe('map checkpoints tied to the catalog', () => {
       // settled: the catalog holds the CRCs of the file on disk, nothing pending
       const state = catalog.mapState()!;
       expect(state.pendingBlockCrcs).toBeNull();
-      expect([...state.blockCrcs!]).toEqual(
-        file === 'newer' ? [...written] : [...state.blockCrcs!],
-      );
+      expect([...state.blockCrcs!]).toEqual(file === 'newer' ? [...written] : [...state.blockCrcs!]);
 
       // the next checkpoint, killed after its rename, still loads whole: nothing stale is left pending
       for (let b = 0; b < 3000; b += 5) loaded.map.markBlock(1663, 5, 16386, 0, b, 0xa000 + b);
