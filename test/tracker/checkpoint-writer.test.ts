@@ -29,10 +29,9 @@ const stepArb = fc.record({
  * A daemon's map over many checkpoints, some killed at a step of the protocol, each followed by a start
  * from disk that replays the WAL after the recorded checkpoint (as the slot would give it again).
  */
-async function run(
-  steps: fc.RecordValue<{ marks: [number, number][]; killAt: string | null }>[],
-  logLimitMb: number,
-) {
+type Step = { readonly marks: readonly [number, number][]; readonly killAt: string | null };
+
+async function run(steps: readonly Step[], logLimitMb: number) {
   const dir = scratchDir('ptrackd-ckpt-');
   const catalog = Catalog.open(join(dir, 'catalog.db'));
   let map = PtrackMap.create(MAP_MB, 0x100);
