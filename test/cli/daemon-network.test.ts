@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -75,44 +75,60 @@ describe('ptrackd when the network or its disk fails', () => {
     expect(JSON.parse((await daemon.http('GET', '/status')).text).reconnects).toBeGreaterThanOrEqual(1);
   }, 120_000);
 
-  it('a checkpoint that cannot be written is logged and retried, and the slot stays at the last good one', async () => {
-    const { cluster, dataDir } = await setup();
-    const daemon = await DaemonProcess.start(cluster, dataDir);
-    cleanup.push(() => daemon.stop('SIGKILL'));
-    const failures = () =>
-      daemon.output.match(/checkpoint at [0-9A-F]+\/[0-9A-F]+ failed, will retry: .*EISDIR/g)?.length ?? 0;
-    const until = async (what: string, done: () => boolean | Promise<boolean>) => {
-      for (const deadline = Date.now() + 60_000; !(await done()); await sleep(100)) {
-        if (Date.now() > deadline)
-          throw new Error(`timed out waiting until ${what}; ptrackd said:\n${daemon.output}`);
+  it.each([
+    ['of the whole map', ['--checkpoint-log', '0'], ['ptrack.map.tmp']],
+    // a failed log append makes the next checkpoint write the whole map: both are blocked
+    ['of changed lines to the log', [], ['ptrack.map.tmp', 'ptrack.map.log']],
+  ])(
+    'a checkpoint %s that cannot be written is logged and retried, and the slot stays at the last good one',
+    async (_what, extra, blocked) => {
+      const { cluster, dataDir } = await setup();
+      const daemon = await DaemonProcess.start(cluster, dataDir, extra);
+      cleanup.push(() => daemon.stop('SIGKILL'));
+      const failures = () =>
+        daemon.output.match(/checkpoint at [0-9A-F]+\/[0-9A-F]+ failed, will retry: .*EISDIR/g)?.length ?? 0;
+      const until = async (what: string, done: () => boolean | Promise<boolean>) => {
+        for (const deadline = Date.now() + 60_000; !(await done()); await sleep(100)) {
+          if (Date.now() > deadline)
+            throw new Error(`timed out waiting until ${what}; ptrackd said:\n${daemon.output}`);
+        }
+      };
+      // A directory where a checkpoint writes: every write of it fails, even for root. The log, when there
+      // is one, is moved aside first. While a checkpoint is writing the file, it is there already: try
+      // again once that checkpoint is done.
+      for (const name of blocked) {
+        const blocker = join(dataDir, name);
+        await until(`${name} is blocked`, () => {
+          try {
+            if (name.endsWith('.log')) renameSync(blocker, `${blocker}.aside`);
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          }
+          try {
+            mkdirSync(blocker);
+            return true;
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+            return false;
+          }
+        });
       }
-    };
-    // A directory where the map's temporary file goes: every write of it fails, even for root. While a
-    // checkpoint is writing that file, it is there already: try again once that checkpoint is done.
-    const blocker = join(dataDir, 'ptrack.map.tmp');
-    await until('the blocker is in place', () => {
-      try {
-        mkdirSync(blocker);
-        return true;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        return false;
-      }
-    });
-    const load = cluster.client('pgbench', ['-n', '-c', '2', '-T', '3']);
-    // Checkpoints go one at a time: once one has failed, none that started before is still landing.
-    await until('a checkpoint has failed', () => failures() >= 1);
-    const good = checkpointLsnIn(dataDir);
-    await load;
-    const failed = failures();
-    await until('another checkpoint, of later WAL, has failed', () => failures() > failed);
-    expect(checkpointLsnIn(dataDir)).toBe(good);
-    const slot = () =>
-      cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'").then(parseLsn);
-    expect(await slot()).toBeLessThanOrEqual(good);
-    rmdirSync(blocker);
-    const end = parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
-    await until('a checkpoint reaches the end of the load', () => checkpointLsnIn(dataDir) >= end);
-    await until('the slot follows it', async () => (await slot()) > good);
-  }, 120_000);
+      const load = cluster.client('pgbench', ['-n', '-c', '2', '-T', '3']);
+      // Checkpoints go one at a time: once one has failed, none that started before is still landing.
+      await until('a checkpoint has failed', () => failures() >= 1);
+      const good = checkpointLsnIn(dataDir);
+      await load;
+      const failed = failures();
+      await until('another checkpoint, of later WAL, has failed', () => failures() > failed);
+      expect(checkpointLsnIn(dataDir)).toBe(good);
+      const slot = () =>
+        cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'ptrack'").then(parseLsn);
+      expect(await slot()).toBeLessThanOrEqual(good);
+      for (const name of blocked) rmdirSync(join(dataDir, name));
+      const end = parseLsn(await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
+      await until('a checkpoint reaches the end of the load', () => checkpointLsnIn(dataDir) >= end);
+      await until('the slot follows it', async () => (await slot()) > good);
+    },
+    120_000,
+  );
 });

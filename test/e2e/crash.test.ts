@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -87,17 +87,32 @@ describe(`a crash loses nothing: kill -9 ${KILLS} times under pgbench`, () => {
       ...['--pgdata', cluster.dataDir, '--listen', `127.0.0.1:${await freePort()}`],
       ...['--checkpoint-interval', '1', '--map-size', '8'],
     ];
-    for (const point of ['checkpoint-written', 'checkpoint-pending', 'checkpoint-installed']) {
+    // A log record's step first (the map file exists: the checkpoint appends its changed lines), then
+    // those of a checkpoint that writes the whole map (--checkpoint-log 0 makes every one do so).
+    const steps = [
+      ['log-appended', []],
+      ['checkpoint-written', ['--checkpoint-log', '0']],
+      ['checkpoint-pending', ['--checkpoint-log', '0']],
+      ['checkpoint-installed', ['--checkpoint-log', '0']],
+    ] as const;
+    for (const [point, extra] of steps) {
       // the first checkpoint with new marks kills the daemon at `point`
-      const run = runPtrackd(args, { env: { CRASH_PTRACKD_AT: point } });
+      const run = runPtrackd([...args, ...extra], { env: { CRASH_PTRACKD_AT: point } });
       let exited = false;
       void run.then(() => (exited = true));
       while (!exited) await cluster.client('pgbench', ['-n', '-c', '2', '-t', '50']);
       const r = await run;
       expect(r.code, `${point}: ${r.stderr}`).toBeNull(); // killed
       const { state } = catalogIn(dataDir);
-      expect(state!.pendingBlockCrcs === null, point).toBe(point === 'checkpoint-written');
-      expect(existsSync(join(dataDir, 'ptrack.map.tmp')), point).toBe(point !== 'checkpoint-installed');
+      expect(state!.pendingBlockCrcs === null, point).toBe(
+        point === 'checkpoint-written' || point === 'log-appended',
+      );
+      expect(existsSync(join(dataDir, 'ptrack.map.tmp')), point).toBe(
+        point !== 'checkpoint-installed' && point !== 'log-appended',
+      );
+      // a record appended and fsynced that the catalog does not count yet
+      if (point === 'log-appended')
+        expect(statSync(join(dataDir, 'ptrack.map.log')).size).toBeGreaterThan(state!.logBytes);
     }
     const daemon = await DaemonProcess.start(cluster, dataDir, [], { slot: 'stepped' });
     try {
