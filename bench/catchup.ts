@@ -68,14 +68,19 @@ export class Daemon {
   ): Promise<Daemon> {
     const port = await freePort();
     const args = followArgs(cluster, slot, dataDir);
-    args.push('--map-size', '64', '--workers', String(workers), ...extra);
+    if (!extra.includes('--map-size')) args.push('--map-size', '64');
+    args.push('--workers', String(workers), ...extra);
     args.push('--listen', `127.0.0.1:${port}`, '--no-create-slot');
     return new Daemon(spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: 'ignore' }), port);
   }
+  /** Notes the resident set now in maxRssMb. */
+  sampleRss(): void {
+    const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.#child.pid}/status`, 'utf8'));
+    if (rss) this.maxRssMb = Math.max(this.maxRssMb, Number(rss[1]) / 1024);
+  }
   async status(): Promise<{ appliedLsn: number; receivedLsn: number } | null> {
     try {
-      const rss = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${this.#child.pid}/status`, 'utf8'));
-      if (rss) this.maxRssMb = Math.max(this.maxRssMb, Number(rss[1]) / 1024);
+      this.sampleRss();
       const s = (await (await fetch(`http://127.0.0.1:${this.port}/status`)).json()) as Record<
         string,
         string
@@ -92,6 +97,9 @@ export class Daemon {
       if (this.#child.exitCode !== null) throw new Error(`ptrackd exited ${this.#child.exitCode}`);
       await sleep(pollMs);
     }
+  }
+  get pid(): number {
+    return this.#child.pid!;
   }
   /** User + system CPU seconds the daemon has used so far. */
   cpuSeconds(): number {

@@ -62,6 +62,12 @@ export function serve(tracker: Tracker, o: ServeOptions): Promise<Server> {
           initLsn: s.lastGap.initLsn === null ? null : hex(s.lastGap.initLsn),
         },
         reconnects: s.reconnects,
+        checkpoint: {
+          seconds: s.checkpointSeconds,
+          bytesWritten: s.checkpointBytesWritten,
+          wholeMapWrites: s.wholeMapWrites,
+          logBytes: s.checkpointLogBytes,
+        },
         mapFill: s.mapFill,
         estFalsePositiveRate: falsePositiveRate(s.mapFill),
         suggestedMapSizeMb: s.suggestedMapSizeMb,

@@ -154,6 +154,14 @@ export class ChunkPipeline {
     while (this.#inFlight > 0) await new Promise<void>((r) => this.#idleWaiters.push(r));
   }
 
+  /** Decodes what has arrived now, rather than when flushDelayMs is out: someone waits for it applied. */
+  flushNow(): void {
+    if (this.#flushTimer === undefined) return;
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#dispatch(true);
+  }
+
   /** Soon, decode what has arrived even if it is less than a chunk: a record waits at most flushDelayMs. */
   #armFlush(): void {
     if (this.#flushTimer !== undefined || this.#failure) return;
