@@ -55,6 +55,7 @@ export class Daemon {
   readonly port: number;
   /** The largest resident set seen while polling (MB). */
   maxRssMb = 0;
+  #logTail = '';
   private constructor(child: ChildProcess, port: number) {
     this.#child = child;
     this.port = port;
@@ -71,7 +72,12 @@ export class Daemon {
     if (!extra.includes('--map-size')) args.push('--map-size', '64');
     args.push('--workers', String(workers), ...extra);
     args.push('--listen', `127.0.0.1:${port}`, '--no-create-slot');
-    return new Daemon(spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: 'ignore' }), port);
+    const daemon = new Daemon(spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'ignore', 'pipe'] }), port);
+    // its log, the last few kB of it, for the error when it exits
+    daemon.#child.stderr!.on('data', (b: Buffer) => {
+      daemon.#logTail = (daemon.#logTail + b.toString('utf8')).slice(-4096);
+    });
+    return daemon;
   }
   /** Notes the resident set now in maxRssMb. */
   sampleRss(): void {
@@ -94,7 +100,8 @@ export class Daemon {
     for (;;) {
       const s = await this.status();
       if (s && s.appliedLsn >= lsn) return;
-      if (this.#child.exitCode !== null) throw new Error(`ptrackd exited ${this.#child.exitCode}`);
+      if (this.#child.exitCode !== null)
+        throw new Error(`ptrackd exited ${this.#child.exitCode}; its log ended:\n${this.#logTail}`);
       await sleep(pollMs);
     }
   }
