@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import type { Catalog, MapState } from '../catalog/index.ts';
 import {
   appendLogRecord,
-  buildLogRecord,
   entriesForMapSize,
   FALSE_POSITIVE_HINT,
   falsePositiveRate,
@@ -83,15 +82,10 @@ export async function appendCheckpoint(
   log: { readonly logBytes: number; readonly logRegions: Uint32Array | null },
   crashPoint: (name: string) => void = () => {},
 ): Promise<number> {
-  const record = buildLogRecord(map, taken, lsn);
-  await appendLogRecord(join(dataDir, MAP_LOG_FILE), log.logBytes, record.bytes);
+  const record = await appendLogRecord(join(dataDir, MAP_LOG_FILE), log.logBytes, map, taken, lsn);
   crashPoint('log-appended');
-  catalog.recordLogCheckpoint(
-    lsn,
-    log.logBytes + record.bytes.length,
-    unionRegions(log.logRegions, record.regions),
-  );
-  return record.bytes.length;
+  catalog.recordLogCheckpoint(lsn, log.logBytes + record.bytes, unionRegions(log.logRegions, record.regions));
+  return record.bytes;
 }
 
 export interface CheckpointedMap {
