@@ -252,7 +252,11 @@ function replayFrom(fd: number, map: PtrackMap, state: LogState): LogReplay {
     else {
       pieces((list) => {
         for (const line of list) {
-          map.fillEntries(line * LINE_ENTRIES, Math.min((line + 1) * LINE_ENTRIES, map.entries), state.checkpointLsn);
+          map.fillEntries(
+            line * LINE_ENTRIES,
+            Math.min((line + 1) * LINE_ENTRIES, map.entries),
+            state.checkpointLsn,
+          );
         }
       });
       damaged.push(`${where} failed its CRC-32C: its ${lines} lines`);
