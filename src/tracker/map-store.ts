@@ -135,7 +135,7 @@ export function readCheckpointedMap(dataDir: string, state: MapState): Checkpoin
  * The map as of the catalog's last checkpoint (or newer, see commitCheckpoint), with damaged blocks or
  * log records repaired to the checkpoint LSN; each repair is recorded in the catalog's history and
  * reported through `warn`. A pending checkpoint is settled: the catalog then holds the CRCs of the file
- * as it is. Every dirty bit is clear: what was loaded is durable already.
+ * as it is. No dirty bit is set: what was loaded is durable already.
  */
 export function loadCheckpointedMap(
   dataDir: string,
@@ -152,7 +152,6 @@ export function loadCheckpointedMap(
     catalog.logRepair(repair);
     warn(repair);
   }
-  loaded.map.takeDirtyLines();
   return loaded;
 }
 
