@@ -193,7 +193,8 @@ export async function benchStartupWithLog(records: number, lines: number) {
   const dir = scratchDir('ptrackd-bench-log-');
   try {
     const map = PtrackMap.create(1024, 1);
-    for (let i = 0; i < map.entries / 6; i++) map.markBlock(1663, 5, 16384 + (i & 1023), 0, i >>> 10, 0x1000000 + i);
+    for (let i = 0; i < map.entries / 6; i++)
+      map.markBlock(1663, 5, 16384 + (i & 1023), 0, i >>> 10, 0x1000000 + i);
     let lsn = 0x2000000;
     const [alone, withLog] = await Promise.all(
       ['alone', 'with-log'].map(async (name) => {
@@ -278,9 +279,13 @@ export async function benchCheckpointCost(
     const long = await measure(cluster, scratch, largest.mapMb, longSeconds, limitMb);
     printRun(long, undefined, log);
     const isolates = await benchIsolates(cluster, scratch);
-    log('\nResident memory of a caught-up daemon (64 MB map) after a minute at 20 TPS, and after its first query:');
+    log(
+      '\nResident memory of a caught-up daemon (64 MB map) after a minute at 20 TPS, and after its first query:',
+    );
     for (const i of isolates) {
-      log(`  --workers ${i.workers}: ${i.steadyMb.toFixed(0)} MB; after a query ${i.afterQueryMb.toFixed(0)} MB`);
+      log(
+        `  --workers ${i.workers}: ${i.steadyMb.toFixed(0)} MB; after a query ${i.afterQueryMb.toFixed(0)} MB`,
+      );
     }
     log(
       `  a decoder thread's isolate: ${(isolates[1].steadyMb - isolates[0].steadyMb).toFixed(0)} MB; the query thread's: ${(isolates[0].afterQueryMb - isolates[0].steadyMb).toFixed(0)} MB`,

@@ -12,9 +12,8 @@ export { blockHash, mod64 } from './hash.ts';
 export { entriesForMapSize, fileSizeForEntries, MAP_VERSION, MAX_MAP_SIZE_MB } from './layout.ts';
 export {
   appendLogRecord,
-  buildLogRecord,
   countDirtyLines,
-  type LogRecord,
+  type LogRecordWritten,
   type LogReplay,
   type LogState,
   logRecordSize,

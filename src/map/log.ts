@@ -55,44 +55,6 @@ export function regionWordsOf(entries: number): number {
   return Math.ceil(dirtyWordsOf(entries) / 32);
 }
 
-export interface LogRecord {
-  readonly bytes: Uint8Array;
-  readonly lines: number;
-  /** The regions the record's lines are in (a bit per REGION_LINES lines). */
-  readonly regions: Uint32Array;
-}
-
-/** The record of a checkpoint as of `lsn`: the lines whose dirty bits it took, as the map has them now. */
-export function buildLogRecord(map: PtrackMap, taken: Uint32Array, lsn: number): LogRecord {
-  const lines = countDirtyLines(taken);
-  const bytes = new Uint8Array(logRecordSize(lines));
-  const list = new Uint32Array(bytes.buffer, RECORD_HEADER, lines);
-  const regions = new Uint32Array(regionWordsOf(map.entries));
-  let k = 0;
-  for (let w = 0; w < taken.length; w++) {
-    if (taken[w] === 0) continue;
-    const region = w >>> 5;
-    regions[region >>> 5] |= 1 << (region & 31);
-    for (let b = 0; b < 32; b++) if (taken[w] & (1 << b)) list[k++] = w * 32 + b;
-  }
-  const data = new Uint32Array(bytes.buffer, RECORD_HEADER + lines * 4, lines * LINE_ENTRIES * 2);
-  map.copyLines(list, data);
-  const head = new DataView(bytes.buffer);
-  head.setUint32(0, LOG_MAGIC, true);
-  head.setUint32(4, LOG_VERSION, true);
-  head.setUint32(8, map.entries, true);
-  head.setUint32(12, lines, true);
-  head.setUint32(16, lsn % TWO_32, true);
-  head.setUint32(20, Math.floor(lsn / TWO_32), true);
-  head.setUint32(24, crc32c(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)), true);
-  head.setUint32(
-    28,
-    crc32c(bytes.subarray(RECORD_HEADER, RECORD_HEADER + lines * 4), crc32c(bytes.subarray(0, 28))),
-    true,
-  );
-  return { bytes, lines, regions };
-}
-
 /** A region bitmap holding both (neither is changed). */
 export function unionRegions(a: Uint32Array | null, b: Uint32Array): Uint32Array {
   const out = Uint32Array.from(b);
@@ -105,24 +67,97 @@ export class MapLogError extends Error {
   override readonly name = 'MapLogError';
 }
 
+/** Lines a record is written and read in at a time: 1 MB of entries and 64 kB of line numbers. */
+const PIECE_LINES = 16384;
+
+/** The line numbers whose dirty bits are set in `taken`, ascending, a piece of up to PIECE_LINES at a time. */
+function* linePieces(taken: Uint32Array, into: Uint32Array): Generator<Uint32Array> {
+  let n = 0;
+  for (let w = 0; w < taken.length; w++) {
+    const bits = taken[w];
+    if (bits === 0) continue;
+    for (let b = 0; b < 32; b++) {
+      if (!(bits & (1 << b))) continue;
+      into[n++] = w * 32 + b;
+      if (n === into.length) {
+        yield into;
+        n = 0;
+      }
+    }
+  }
+  if (n > 0) yield into.subarray(0, n);
+}
+
+function bytesOf(words: Uint32Array): Uint8Array {
+  return new Uint8Array(words.buffer, words.byteOffset, words.byteLength);
+}
+
+export interface LogRecordWritten {
+  /** The record's size in bytes. */
+  readonly bytes: number;
+  /** The regions its lines are in (a bit per REGION_LINES lines). */
+  readonly regions: Uint32Array;
+}
+
 /**
- * Appends a record at byte `at`, where the durable log ends by the catalog (overwriting a record that
- * never counted), and fsyncs it. The catalog records the new length only after this resolves.
+ * Appends the record of a checkpoint as of `lsn` — the lines whose dirty bits it took, as the map has them
+ * now — at byte `at`, where the durable log ends by the catalog (overwriting a record that never
+ * counted), and fsyncs it. It is written a piece at a time (a record is never held whole: under heavy
+ * load one may be a quarter of the map), the header with both CRCs last. The catalog counts it only
+ * after this resolves.
  */
-export async function appendLogRecord(path: string, at: number, record: Uint8Array): Promise<void> {
+export async function appendLogRecord(
+  path: string,
+  at: number,
+  map: PtrackMap,
+  taken: Uint32Array,
+  lsn: number,
+): Promise<LogRecordWritten> {
+  const lines = countDirtyLines(taken);
+  const listBuffer = new Uint32Array(PIECE_LINES);
+  const data = new Uint32Array(PIECE_LINES * LINE_ENTRIES * 2);
+  const regions = new Uint32Array(regionWordsOf(map.entries));
   const file = await open(path, at === 0 ? 'w' : 'r+', 0o600);
   try {
     const size = (await file.stat()).size;
     if (size < at) {
       throw new MapLogError(`${path} is ${size} bytes, but the catalog counts ${at} bytes of it as written`);
     }
-    for (let done = 0; done < record.length; ) {
-      done += (await file.write(record, done, record.length - done, at + done)).bytesWritten;
+    const write = async (bytes: Uint8Array, position: number) => {
+      for (let done = 0; done < bytes.length; ) {
+        done += (await file.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
+      }
+    };
+    let dataCrc = 0;
+    let k = 0;
+    for (const list of linePieces(taken, listBuffer)) {
+      const piece = data.subarray(0, list.length * LINE_ENTRIES * 2);
+      piece.fill(0);
+      map.copyLines(list, piece);
+      dataCrc = crc32c(bytesOf(piece), dataCrc);
+      for (const line of list) regions[line >>> 15] |= 1 << ((line >>> 10) & 31);
+      await write(bytesOf(list), at + RECORD_HEADER + k * 4);
+      await write(bytesOf(piece), at + RECORD_HEADER + lines * 4 + k * LINE_BYTES);
+      k += list.length;
     }
+    const header = new Uint8Array(RECORD_HEADER);
+    const head = new DataView(header.buffer);
+    head.setUint32(0, LOG_MAGIC, true);
+    head.setUint32(4, LOG_VERSION, true);
+    head.setUint32(8, map.entries, true);
+    head.setUint32(12, lines, true);
+    head.setUint32(16, lsn % TWO_32, true);
+    head.setUint32(20, Math.floor(lsn / TWO_32), true);
+    head.setUint32(24, dataCrc, true);
+    let headCrc = crc32c(header.subarray(0, 28));
+    for (const list of linePieces(taken, listBuffer)) headCrc = crc32c(bytesOf(list), headCrc);
+    head.setUint32(28, headCrc, true);
+    await write(header, at);
     await file.datasync();
   } finally {
     await file.close();
   }
+  return { bytes: logRecordSize(lines), regions };
 }
 
 /** What the catalog says of the log: how much of it is durable, which regions it holds, its repair LSN. */
@@ -169,15 +204,17 @@ function replayFrom(fd: number, map: PtrackMap, state: LogState): LogReplay {
     return { records: 0, damage: repairRegions(map, state, why) };
   }
   const damaged: string[] = [];
+  const listBuffer = new Uint32Array(PIECE_LINES);
+  const dataBuffer = new Uint32Array(PIECE_LINES * LINE_ENTRIES * 2);
+  const header = new Uint8Array(RECORD_HEADER);
+  const head = new DataView(header.buffer);
   let records = 0;
   for (let at = 0; at < state.logBytes; records++) {
-    const header = new Uint8Array(RECORD_HEADER);
     const where = `checkpoint log record ${records + 1} (byte ${at})`;
     if (at + RECORD_HEADER > state.logBytes) {
       return { records, damage: repairRegions(map, state, `${where} is cut short`) };
     }
     readAt(fd, header, at);
-    const head = new DataView(header.buffer);
     const lines = head.getUint32(12, true);
     const total = logRecordSize(lines);
     const fits =
@@ -186,27 +223,42 @@ function replayFrom(fd: number, map: PtrackMap, state: LogState): LogReplay {
       head.getUint32(8, true) === map.entries &&
       lines <= linesOf(map.entries) &&
       at + total <= state.logBytes;
-    const body = fits ? new Uint8Array(total - RECORD_HEADER) : new Uint8Array(0);
-    if (fits) readAt(fd, body, at + RECORD_HEADER);
-    const list = new Uint32Array(body.buffer, 0, fits ? lines : 0);
-    if (
-      !fits ||
-      crc32c(body.subarray(0, lines * 4), crc32c(header.subarray(0, 28))) !== head.getUint32(28, true)
-    ) {
+    // The record a piece at a time: first its CRCs are checked, then (only if its line numbers are
+    // whole) its lines are applied, each as written or, if its entries failed, as the checkpoint LSN.
+    const pieces = (visit: (list: Uint32Array, data: Uint32Array) => void) => {
+      for (let k = 0; k < lines; k += PIECE_LINES) {
+        const n = Math.min(PIECE_LINES, lines - k);
+        const list = listBuffer.subarray(0, n);
+        const data = dataBuffer.subarray(0, n * LINE_ENTRIES * 2);
+        readAt(fd, bytesOf(list), at + RECORD_HEADER + k * 4);
+        readAt(fd, bytesOf(data), at + RECORD_HEADER + lines * 4 + k * LINE_BYTES);
+        visit(list, data);
+      }
+    };
+    let headCrc = crc32c(header.subarray(0, 28));
+    let dataCrc = 0;
+    let linesInMap = true;
+    if (fits) {
+      pieces((list, data) => {
+        headCrc = crc32c(bytesOf(list), headCrc);
+        dataCrc = crc32c(bytesOf(data), dataCrc);
+        for (const line of list) linesInMap &&= line < linesOf(map.entries);
+      });
+    }
+    if (!fits || !linesInMap || headCrc !== head.getUint32(28, true)) {
       return { records, damage: repairRegions(map, state, `${where} has a damaged header or line list`) };
     }
-    const dataBytes = body.subarray(lines * 4);
-    const data = new Uint32Array(body.buffer, lines * 4, lines * LINE_ENTRIES * 2);
-    if (crc32c(dataBytes) === head.getUint32(24, true)) {
-      map.raiseLines(list, data);
-    } else {
-      for (const line of list) {
-        map.fillEntries(
-          line * LINE_ENTRIES,
-          Math.min((line + 1) * LINE_ENTRIES, map.entries),
-          state.checkpointLsn,
-        );
-      }
+    if (dataCrc === head.getUint32(24, true)) pieces((list, data) => map.raiseLines(list, data));
+    else {
+      pieces((list) => {
+        for (const line of list) {
+          map.fillEntries(
+            line * LINE_ENTRIES,
+            Math.min((line + 1) * LINE_ENTRIES, map.entries),
+            state.checkpointLsn,
+          );
+        }
+      });
       damaged.push(`${where} failed its CRC-32C: its ${lines} lines`);
     }
     at += total;

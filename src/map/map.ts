@@ -185,18 +185,28 @@ export class PtrackMap {
 
   /**
    * Raises entries to the values in `lines`' data (LINE_ENTRIES entries a line, a line's short tail
-   * ignored), as markBlock would: a checkpoint log replayed over a loaded map.
+   * ignored): a checkpoint log replayed at load time, before the map is shared (plain stores, as
+   * fillEntries; no dirty bit is set: what is loaded is durable already).
    */
   raiseLines(lines: Uint32Array, data: Uint32Array): void {
+    const u32 = this.#u32;
+    let used = 0;
     for (let k = 0; k < lines.length; k++) {
       const first = lines[k] * LINE_ENTRIES;
       const last = Math.min(first + LINE_ENTRIES, this.entries);
       for (let e = first; e < last; e++) {
         const at = (k * LINE_ENTRIES + e - first) * 2;
-        const lsn = data[at + 1] * TWO_32 + data[at];
-        if (lsn !== 0) this.#raise(e, lsn);
+        const lo = data[at];
+        const hi = data[at + 1];
+        const curLo = u32[e * 2];
+        const curHi = u32[e * 2 + 1];
+        if (hi < curHi || (hi === curHi && lo <= curLo)) continue;
+        if ((curLo | curHi) === 0) used++;
+        u32[e * 2] = lo;
+        u32[e * 2 + 1] = hi;
       }
     }
+    this.#book[USED] += used;
   }
 
   /**

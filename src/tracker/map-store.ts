@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import type { Catalog, MapState } from '../catalog/index.ts';
 import {
   appendLogRecord,
-  buildLogRecord,
   entriesForMapSize,
   FALSE_POSITIVE_HINT,
   falsePositiveRate,
@@ -83,15 +82,10 @@ export async function appendCheckpoint(
   log: { readonly logBytes: number; readonly logRegions: Uint32Array | null },
   crashPoint: (name: string) => void = () => {},
 ): Promise<number> {
-  const record = buildLogRecord(map, taken, lsn);
-  await appendLogRecord(join(dataDir, MAP_LOG_FILE), log.logBytes, record.bytes);
+  const record = await appendLogRecord(join(dataDir, MAP_LOG_FILE), log.logBytes, map, taken, lsn);
   crashPoint('log-appended');
-  catalog.recordLogCheckpoint(
-    lsn,
-    log.logBytes + record.bytes.length,
-    unionRegions(log.logRegions, record.regions),
-  );
-  return record.bytes.length;
+  catalog.recordLogCheckpoint(lsn, log.logBytes + record.bytes, unionRegions(log.logRegions, record.regions));
+  return record.bytes;
 }
 
 export interface CheckpointedMap {
@@ -141,7 +135,7 @@ export function readCheckpointedMap(dataDir: string, state: MapState): Checkpoin
  * The map as of the catalog's last checkpoint (or newer, see commitCheckpoint), with damaged blocks or
  * log records repaired to the checkpoint LSN; each repair is recorded in the catalog's history and
  * reported through `warn`. A pending checkpoint is settled: the catalog then holds the CRCs of the file
- * as it is. Every dirty bit is clear: what was loaded is durable already.
+ * as it is. No dirty bit is set: what was loaded is durable already.
  */
 export function loadCheckpointedMap(
   dataDir: string,
@@ -158,7 +152,6 @@ export function loadCheckpointedMap(
     catalog.logRepair(repair);
     warn(repair);
   }
-  loaded.map.takeDirtyLines();
   return loaded;
 }
 

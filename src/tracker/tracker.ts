@@ -12,7 +12,7 @@ import {
   type TimelineHistory,
   timelineOfPoint,
 } from '../archive/index.ts';
-import { Catalog, type CatalogOp } from '../catalog/index.ts';
+import { Catalog } from '../catalog/index.ts';
 import { MAX_MAP_SIZE_MB, type PtrackMap } from '../map/index.ts';
 import { clusterSize, ReplicationConnection, type ServerInfo, type WalStream } from '../replication/index.ts';
 import { formatLsn, type Lsn } from '../wal/index.ts';
@@ -21,6 +21,7 @@ import type { ChunkResult, ChunkTask } from './chunk.ts';
 import { MapContinuity, restoreCommand } from './continuity.ts';
 import { DataDirLock } from './data-dir-lock.ts';
 import { classifyFailure, FollowError } from './failures.ts';
+import { HeldCatalogOps } from './held-ops.ts';
 import { loadCheckpointedMap, mapFillHint, resizeWithProgress } from './map-store.ts';
 import type { TrackerOptions, TrackerStatus } from './options.ts';
 import { ChunkPipeline } from './pipeline.ts';
@@ -29,12 +30,6 @@ import { describeProgress, reportProgress } from './progress.ts';
 const DECODE_WORKER = new URL('../../workers/decode.ts', import.meta.url).href;
 /** The chunks cut from the shared WAL window for the decoder workers. */
 const CHUNK_BYTES = 4 << 20;
-/**
- * Catalog operations are held back at most this long (a transaction per chunk on a quiet server wrote
- * ~750 MB/h, mostly SQLite pages rewritten for each commit), or until this many are held (catch-up).
- */
-const CATALOG_HOLD_MS = 5000;
-const HELD_OPS_MAX = 20_000;
 
 /**
  * The shared WAL window: two segments (an archived segment is read into it whole while the one before
@@ -79,11 +74,8 @@ export class Tracker {
    * start) are compared with.
    */
   #appliedLsn: Lsn = 0;
-  /**
-   * Chunks applied to the map whose catalog operations are held back (#holdApplied): writing them a
-   * transaction per chunk cost more disk than the map on a quiet server. #settle writes them.
-   */
-  #held: { ops: CatalogOp[]; applied: Lsn; records: number; blocks: number; since: number } | undefined;
+  /** Catalog operations of chunks already in the map, written together (#settle). */
+  readonly #held = new HeldCatalogOps();
   #receivedLsn: Lsn = 0;
   #recordsApplied = 0;
   #walBytesApplied = 0;
@@ -196,35 +188,17 @@ export class Tracker {
 
   /** How far WAL is applied to the map (its catalog operations maybe held back). */
   get #markedLsn(): Lsn {
-    return this.#held?.applied ?? this.#appliedLsn;
-  }
-
-  /**
-   * A chunk's marks are in the map: its catalog operations are held and written with the next ones, in
-   * one transaction, at most CATALOG_HOLD_MS later (or before a checkpoint, a query, a status, or once
-   * HELD_OPS_MAX are held); until then the applied LSN stays where the catalog is.
-   */
-  #holdApplied(ops: readonly CatalogOp[], applied: Lsn, records: number, blocks: number): void {
-    this.#held ??= { ops: [], applied, records: 0, blocks: 0, since: Date.now() };
-    const held = this.#held;
-    for (const op of ops) held.ops.push(op);
-    held.applied = applied;
-    held.records += records;
-    held.blocks += blocks;
-    this.#noteBehind();
-    if (held.ops.length >= HELD_OPS_MAX || Date.now() - held.since >= CATALOG_HOLD_MS) this.#settle();
+    return this.#held.appliedLsn ?? this.#appliedLsn;
   }
 
   /** Writes the held catalog operations in one transaction; only then does the applied LSN move. */
   #settle(): void {
-    const held = this.#held;
-    if (!held) return;
-    this.catalog.applyOps(held.ops);
-    this.#held = undefined;
-    this.#walBytesApplied += Math.max(0, held.applied - this.#appliedLsn);
-    this.#appliedLsn = held.applied;
-    this.#recordsApplied += held.records;
-    this.#blocksMarked += held.blocks;
+    const settled = this.#held.write(this.catalog);
+    if (!settled) return;
+    this.#walBytesApplied += Math.max(0, settled.applied - this.#appliedLsn);
+    this.#appliedLsn = settled.applied;
+    this.#recordsApplied += settled.records;
+    this.#blocksMarked += settled.blocks;
   }
 
   /** #settle where a failure must not escape (a status, a query's wait): the next chunk meets it again. */
@@ -244,7 +218,7 @@ export class Tracker {
     try {
       this.#settle();
     } catch {
-      this.#held = undefined;
+      this.#held.forget();
     }
   }
 
@@ -308,11 +282,13 @@ export class Tracker {
   async start(): Promise<void> {
     let resume: Lsn;
     // Before connecting: a backfill from the archive (in #connect) decodes through the same workers.
+    // One decoder keeps up with a quiet server; the others start when chunks wait (catching up) and go
+    // after a minute idle: each thread's isolate is resident memory (bench/checkpoint-cost.ts).
     this.#pool = new Piscina({
       filename: DECODE_WORKER,
-      minThreads: this.#workers,
+      minThreads: 1,
       maxThreads: this.#workers,
-      idleTimeout: Number.POSITIVE_INFINITY,
+      idleTimeout: 60_000,
     });
     try {
       this.lockDataDir();
@@ -543,7 +519,7 @@ export class Tracker {
     this.#onDrain = () => stream.resume();
     const timer = setInterval(
       () => {
-        if (this.#held && Date.now() - this.#held.since >= CATALOG_HOLD_MS) this.#settleQuietly();
+        if (this.#held.due) this.#settleQuietly();
         if (this.#checkpointDue()) void this.#checkpoint('periodic');
       },
       Math.min(1000, this.#o.checkpointIntervalMs),
@@ -582,7 +558,9 @@ export class Tracker {
       flushDelayMs: 1000,
       run: (task) => pool.run(task),
       onApplied: (ops, applied, records, blocks) => {
-        this.#holdApplied(ops, applied, records, blocks);
+        this.#held.hold(ops, applied, records, blocks);
+        if (this.#held.due) this.#settle();
+        this.#noteBehind();
         if (this.#checkpointDue()) void this.#checkpoint('periodic');
       },
       onDrain: () => this.#onDrain?.(),
@@ -612,9 +590,10 @@ export class Tracker {
   }
 
   /**
-   * Durable map file (written by the checkpoint thread) + catalog record (commitCheckpoint), and only
-   * then the slot's flush position. One at a time: while one is being written, asking again waits for it. A failure is logged
-   * and the next one is tried when due; the slot stays at the last good checkpoint meanwhile.
+   * The map's changed lines (or, now and then, the whole map) durably written with the catalog's record
+   * (CheckpointWriter), and only then the slot's flush position. One at a time: while one is being
+   * written, asking again waits for it. A failure is logged and the next one is tried when due; the slot
+   * stays at the last good checkpoint meanwhile.
    */
   #checkpoint(why: string): Promise<void> {
     if (this.#checkpointing) return this.#checkpointing;

@@ -179,6 +179,8 @@ describe('ptrackd sql --offline and the interactive prompt (daemon stopped)', ()
   let cluster: PgCluster;
   let dataDir: string;
   let home: string;
+  /** What the daemon answered before it stopped: the files pgbench -i changed. */
+  let online: string[] = [];
   const tmux = (...args: string[]) =>
     execFileSync('tmux', ['-L', 'ptrackd-test', ...args], { encoding: 'utf8' });
 
@@ -198,7 +200,11 @@ describe('ptrackd sql --offline and the interactive prompt (daemon stopped)', ()
     expect(noWait.stderr).toMatch(
       /^NOTICE: {2}answered without waiting, at applied LSN [0-9A-F]+\/[0-9A-F]+$/m,
     );
-    await daemon.query('SELECT 1', await cluster.sql('SELECT pg_current_wal_flush_lsn()'));
+    const answered = await daemon.query(
+      "SELECT path FROM ptrack_get_pagemapset(ptrack_init_lsn()) WHERE path LIKE 'base/%'",
+      await cluster.sql('SELECT pg_current_wal_flush_lsn()'),
+    );
+    online = answered.rows.map((r) => String(r[0]));
     expect(await daemon.stop('SIGTERM')).toBe(0);
   }, 60_000);
 
@@ -229,6 +235,23 @@ describe('ptrackd sql --offline and the interactive prompt (daemon stopped)', ()
     expect(r.code, r.stderr).toBe(0);
     const [count, checkpoint] = r.stdout.trim().split(/\r?\n/);
     expect(Number(count)).toBeGreaterThan(10);
+    // its last checkpoints appended changed lines to the log: replayed, every file answered is there
+    const files = await runPtrackd([
+      'sql',
+      '--offline',
+      '--data-dir',
+      dataDir,
+      '--pgdata',
+      cluster.dataDir,
+      '--format',
+      'csv',
+      '-t',
+      '-c',
+      "SELECT path FROM ptrack_get_pagemapset(ptrack_init_lsn()) WHERE path LIKE 'base/%'",
+    ]);
+    const offline = new Set(files.stdout.trim().split(/\r?\n/));
+    expect(online.length).toBeGreaterThan(10);
+    expect(online.filter((f) => !offline.has(f))).toEqual([]);
     expect(r.stderr).toContain(
       `NOTICE:  offline: answers are valid up to the last checkpoint, ${checkpoint}`,
     );

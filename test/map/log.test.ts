@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   appendLogRecord,
-  buildLogRecord,
   LINE_ENTRIES,
   type LogState,
   PtrackMap,
@@ -34,10 +33,9 @@ async function threeRecords() {
       lsn += 8;
       truth.markBlock(1663, 5, 16384 + (i % 3), 0, Math.floor(random() * 2 ** 20), lsn);
     }
-    const record = buildLogRecord(truth, truth.takeDirtyLines(), lsn);
-    await appendLogRecord(path, logBytes, record.bytes);
+    const record = await appendLogRecord(path, logBytes, truth, truth.takeDirtyLines(), lsn);
     starts.push(logBytes);
-    logBytes += record.bytes.length;
+    logBytes += record.bytes;
     logRegions = unionRegions(logRegions, record.regions);
   }
   const state: LogState = { logBytes, logRegions, checkpointLsn: CHECKPOINT };
@@ -83,9 +81,8 @@ describe('the checkpoint log (ptrack.map.log)', () => {
     const every = new Uint32Array(Math.ceil(Math.ceil(ENTRIES / LINE_ENTRIES) / 32));
     for (let line = 0; line < Math.ceil(ENTRIES / LINE_ENTRIES); line++)
       every[line >>> 5] |= 1 << (line & 31);
-    const again = buildLogRecord(truth, every, 0x9000);
-    await appendLogRecord(path, counted.logBytes, again.bytes);
-    const after = replayed(path, { ...counted, logBytes: counted.logBytes + again.bytes.length });
+    const again = await appendLogRecord(path, counted.logBytes, truth, every, 0x9000);
+    const after = replayed(path, { ...counted, logBytes: counted.logBytes + again.bytes });
     expect(after.replay).toEqual({ records: 3 });
     expect(Buffer.from(after.map.snapshot()).equals(Buffer.from(truth.snapshot()))).toBe(true);
   });
@@ -148,7 +145,8 @@ describe('the checkpoint log (ptrack.map.log)', () => {
   it('a shorter log is refused for appending where the catalog says it ends', async () => {
     const { path, state } = await threeRecords();
     truncateSync(path, 1000);
-    await expect(appendLogRecord(path, state.logBytes, new Uint8Array(64))).rejects.toThrow(
+    const map = PtrackMap.withEntries(ENTRIES, 1);
+    await expect(appendLogRecord(path, state.logBytes, map, map.takeDirtyLines(), 0x9000)).rejects.toThrow(
       /is 1000 bytes, but the catalog counts \d+ bytes of it as written/,
     );
   });

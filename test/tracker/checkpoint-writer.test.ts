@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../src/catalog/index.ts';
-import { PtrackMap } from '../../src/map/index.ts';
+import { countDirtyLines, PtrackMap } from '../../src/map/index.ts';
 import { CheckpointWriter, loadCheckpointedMap, MAP_FILE, MAP_LOG_FILE } from '../../src/tracker/index.ts';
 import { scratchDir } from '../helpers/scratch.ts';
 
@@ -68,6 +68,8 @@ async function run(steps: readonly Step[], logLimitMb: number) {
       expect(warnings).toEqual([]);
       expect(existsSync(join(dir, `${MAP_FILE}.tmp`))).toBe(false);
       map = loaded.map;
+      // what was loaded is durable: the next checkpoint logs only what changes after it
+      expect(countDirtyLines(map.takeDirtyLines())).toBe(0);
       checkpoints = writer();
       checkpoints.mapFileRead(loaded.fileInitLsn, false);
       // WAL from the recorded checkpoint is applied again
