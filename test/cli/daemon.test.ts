@@ -218,37 +218,24 @@ describe('ptrackd sql --offline and the interactive prompt (daemon stopped)', ()
     for (const d of [dataDir, home]) if (d) rmSync(d, { recursive: true, force: true });
   });
 
-  it('--offline answers from the last checkpoint and says up to which LSN', async () => {
-    const r = await runPtrackd([
-      'sql',
-      '--offline',
-      '--data-dir',
-      dataDir,
-      '--pgdata',
-      cluster.dataDir,
-      '--format',
-      'csv',
-      '-t',
-      '-c',
-      "SELECT count(*) FROM ptrack_get_pagemapset(ptrack_init_lsn()) WHERE path LIKE 'base/%'; SELECT checkpoint_lsn FROM ptrack_status()",
+  /** `ptrackd sql --offline` on the stopped daemon's directory, rows as CSV. */
+  const offlineCsv = (sql: string) =>
+    runPtrackd([
+      ...['sql', '--offline', '--data-dir', dataDir, '--pgdata', cluster.dataDir],
+      ...['--format', 'csv', '-t', '-c', sql],
     ]);
+
+  it('--offline answers from the last checkpoint and says up to which LSN', async () => {
+    const r = await offlineCsv(
+      "SELECT count(*) FROM ptrack_get_pagemapset(ptrack_init_lsn()) WHERE path LIKE 'base/%'; SELECT checkpoint_lsn FROM ptrack_status()",
+    );
     expect(r.code, r.stderr).toBe(0);
     const [count, checkpoint] = r.stdout.trim().split(/\r?\n/);
     expect(Number(count)).toBeGreaterThan(10);
     // its last checkpoints appended changed lines to the log: replayed, every file answered is there
-    const files = await runPtrackd([
-      'sql',
-      '--offline',
-      '--data-dir',
-      dataDir,
-      '--pgdata',
-      cluster.dataDir,
-      '--format',
-      'csv',
-      '-t',
-      '-c',
+    const files = await offlineCsv(
       "SELECT path FROM ptrack_get_pagemapset(ptrack_init_lsn()) WHERE path LIKE 'base/%'",
-    ]);
+    );
     const offline = new Set(files.stdout.trim().split(/\r?\n/));
     expect(online.length).toBeGreaterThan(10);
     expect(online.filter((f) => !offline.has(f))).toEqual([]);
