@@ -72,7 +72,10 @@ export class Daemon {
     if (!extra.includes('--map-size')) args.push('--map-size', '64');
     args.push('--workers', String(workers), ...extra);
     args.push('--listen', `127.0.0.1:${port}`, '--no-create-slot');
-    const daemon = new Daemon(spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'ignore', 'pipe'] }), port);
+    const daemon = new Daemon(
+      spawn(join(REPO_ROOT, 'bin/ptrackd'), args, { stdio: ['ignore', 'ignore', 'pipe'] }),
+      port,
+    );
     // its log, the last few kB of it, for the error when it exits
     daemon.#child.stderr!.on('data', (b: Buffer) => {
       daemon.#logTail = (daemon.#logTail + b.toString('utf8')).slice(-4096);
