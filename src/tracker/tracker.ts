@@ -282,13 +282,11 @@ export class Tracker {
   async start(): Promise<void> {
     let resume: Lsn;
     // Before connecting: a backfill from the archive (in #connect) decodes through the same workers.
-    // One decoder keeps up with a quiet server; the others start when chunks wait (catching up) and go
-    // after a minute idle: each thread's isolate is resident memory (bench/checkpoint-cost.ts).
     this.#pool = new Piscina({
       filename: DECODE_WORKER,
-      minThreads: 1,
+      minThreads: this.#workers,
       maxThreads: this.#workers,
-      idleTimeout: 60_000,
+      idleTimeout: Number.POSITIVE_INFINITY,
     });
     try {
       this.lockDataDir();
