@@ -150,10 +150,10 @@ export class Catalog {
       initReason: String(row.init_reason),
       checkpointLsn: row.checkpoint_lsn === null ? null : Number(row.checkpoint_lsn),
       checkpointTime: (row.checkpoint_time as string | null) ?? null,
-      blockCrcs: crcsFromBlob(row.block_crcs as Buffer | null),
-      pendingBlockCrcs: crcsFromBlob(row.pending_block_crcs as Buffer | null),
+      blockCrcs: uint32sFromBlob(row.block_crcs as Buffer | null),
+      pendingBlockCrcs: uint32sFromBlob(row.pending_block_crcs as Buffer | null),
       logBytes: Number(row.log_bytes),
-      logRegions: crcsFromBlob(row.log_regions as Buffer | null),
+      logRegions: uint32sFromBlob(row.log_regions as Buffer | null),
       slotName: (row.slot_name as string | null) ?? null,
     };
   }
@@ -479,7 +479,7 @@ function blobOf(crcs: Uint32Array): Buffer {
   return Buffer.from(crcs.buffer, crcs.byteOffset, crcs.byteLength);
 }
 
-function crcsFromBlob(blob: Buffer | null): Uint32Array | null {
+function uint32sFromBlob(blob: Buffer | null): Uint32Array | null {
   return blob === null
     ? null
     : new Uint32Array(blob.buffer.slice(blob.byteOffset, blob.byteOffset + blob.length));
