@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -28,13 +28,18 @@ export function writeFileDurably(path: string, pieces: Iterable<Uint8Array>): vo
 export async function writeFileDurablyAsync(path: string, pieces: Iterable<Uint8Array>): Promise<void> {
   const file = await open(path, 'w', 0o600);
   try {
-    for (const bytes of pieces) {
-      for (let at = 0; at < bytes.length; )
-        at += (await file.write(bytes, at, bytes.length - at)).bytesWritten;
-    }
+    for (const bytes of pieces) await writeAll(file, bytes, null);
     await file.sync();
   } finally {
     await file.close();
+  }
+}
+
+/** Writes all of `bytes` at `position` (null: where the file's offset is), however many writes it takes. */
+export async function writeAll(file: FileHandle, bytes: Uint8Array, position: number | null): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const at = position === null ? null : position + done;
+    done += (await file.write(bytes, done, bytes.length - done, at)).bytesWritten;
   }
 }
 

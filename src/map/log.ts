@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
-import { readAt } from './durable.ts';
+import { readAt, writeAll } from './durable.ts';
 import { dirtyWordsOf, LINE_ENTRIES, linesOf, type PtrackMap } from './map.ts';
 
 /**
@@ -123,11 +123,6 @@ export async function appendLogRecord(
     if (size < at) {
       throw new MapLogError(`${path} is ${size} bytes, but the catalog counts ${at} bytes of it as written`);
     }
-    const write = async (bytes: Uint8Array, position: number) => {
-      for (let done = 0; done < bytes.length; ) {
-        done += (await file.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
-      }
-    };
     let dataCrc = 0;
     let k = 0;
     for (const list of linePieces(taken, listBuffer)) {
@@ -135,9 +130,12 @@ export async function appendLogRecord(
       piece.fill(0);
       map.copyLines(list, piece);
       dataCrc = crc32c(bytesOf(piece), dataCrc);
-      for (const line of list) regions[line >>> 15] |= 1 << ((line >>> 10) & 31);
-      await write(bytesOf(list), at + RECORD_HEADER + k * 4);
-      await write(bytesOf(piece), at + RECORD_HEADER + lines * 4 + k * LINE_BYTES);
+      for (const line of list) {
+        const region = Math.floor(line / REGION_LINES);
+        regions[region >>> 5] |= 1 << (region & 31);
+      }
+      await writeAll(file, bytesOf(list), at + RECORD_HEADER + k * 4);
+      await writeAll(file, bytesOf(piece), at + RECORD_HEADER + lines * 4 + k * LINE_BYTES);
       k += list.length;
     }
     const header = new Uint8Array(RECORD_HEADER);
@@ -152,7 +150,7 @@ export async function appendLogRecord(
     let headCrc = crc32c(header.subarray(0, 28));
     for (const list of linePieces(taken, listBuffer)) headCrc = crc32c(bytesOf(list), headCrc);
     head.setUint32(28, headCrc, true);
-    await write(header, at);
+    await writeAll(file, header, at);
     await file.datasync();
   } finally {
     await file.close();

@@ -1,5 +1,5 @@
 import type { Catalog } from '../catalog/index.ts';
-import { countDirtyLines, logRecordSize, type PtrackMap } from '../map/index.ts';
+import { countDirtyLines, fileSizeForEntries, logRecordSize, type PtrackMap } from '../map/index.ts';
 import type { Lsn } from '../wal/index.ts';
 import { appendCheckpoint, commitCheckpoint, crashPoint, writeCheckpointFile } from './map-store.ts';
 
@@ -70,7 +70,7 @@ export class CheckpointWriter {
         commitCheckpoint(this.#dataDir, catalog, lsn, blockCrcs, this.#crashPoint);
         this.#fileInitLsn = initLsn;
         this.#wholeNext = false;
-        bytes = map.buffer.byteLength + 4;
+        bytes = fileSizeForEntries(map.entries);
       } else {
         bytes = await appendCheckpoint(this.#dataDir, catalog, map, taken, lsn, state, this.#crashPoint);
       }
