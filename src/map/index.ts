@@ -21,6 +21,6 @@ export {
   replayMapLog,
   unionRegions,
 } from './log.ts';
-export { LINE_ENTRIES, type MapBuffers, PtrackMap } from './map.ts';
+export { type DirtyLines, LINE_ENTRIES, type MapBuffers, PtrackMap } from './map.ts';
 export { type ForkExtent, type ResizeProgress, resizeMap } from './resize.ts';
 export { FALSE_POSITIVE_HINT, falsePositiveRate, mapSizeForFalsePositiveRate } from './sizing.ts';

@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import { readAt, writeAll } from './durable.ts';
-import { dirtyWordsOf, LINE_ENTRIES, linesOf, type PtrackMap } from './map.ts';
+import { type DirtyLines, dirtyWordsOf, LINE_ENTRIES, linesOf, type PtrackMap } from './map.ts';
 
 /**
  * ptrack.map.log: what the checkpoints since the map file was last written whole changed. A checkpoint
@@ -38,10 +38,10 @@ export function logRecordSize(lines: number): number {
 }
 
 /** How many lines a set of taken dirty bits names. */
-export function countDirtyLines(taken: Uint32Array): number {
+export function countDirtyLines(taken: DirtyLines): number {
   let n = 0;
-  for (let w = 0; w < taken.length; w++) {
-    let v = taken[w];
+  for (let k = 0; k < taken.bits.length; k++) {
+    let v = taken.bits[k];
     while (v !== 0) {
       v &= v - 1;
       n++;
@@ -71,11 +71,11 @@ export class MapLogError extends Error {
 const PIECE_LINES = 16384;
 
 /** The line numbers whose dirty bits are set in `taken`, ascending, a piece of up to PIECE_LINES at a time. */
-function* linePieces(taken: Uint32Array, into: Uint32Array): Generator<Uint32Array> {
+function* linePieces(taken: DirtyLines, into: Uint32Array): Generator<Uint32Array> {
   let n = 0;
-  for (let w = 0; w < taken.length; w++) {
-    const bits = taken[w];
-    if (bits === 0) continue;
+  for (let k = 0; k < taken.words.length; k++) {
+    const w = taken.words[k];
+    const bits = taken.bits[k];
     for (let b = 0; b < 32; b++) {
       if (!(bits & (1 << b))) continue;
       into[n++] = w * 32 + b;
@@ -110,7 +110,7 @@ export async function appendLogRecord(
   path: string,
   at: number,
   map: PtrackMap,
-  taken: Uint32Array,
+  taken: DirtyLines,
   lsn: number,
 ): Promise<LogRecordWritten> {
   const lines = countDirtyLines(taken);

@@ -11,9 +11,13 @@ const LOCKED = 0x8000_0000;
 
 /** Entries per line: a checkpoint writes changed lines, not the map (64 bytes, a cache line). */
 export const LINE_ENTRIES = 8;
-/** The bookkeeping buffer's word 0 counts the entries in use; dirty bits start at word 1. */
+/**
+ * The bookkeeping buffer: word 0 counts the entries in use; then a summary bit per word of dirty bits
+ * (set when that word goes from 0), so that a checkpoint reads what changed, not the whole bitmap; then
+ * the dirty bits, one per line.
+ */
 const USED = 0;
-const DIRTY_AT = 1;
+const SUMMARY_AT = 1;
 
 /** What threads share of a map: its bytes (ptrack's layout) and its bookkeeping (see PtrackMap). */
 export interface MapBuffers {
@@ -29,6 +33,17 @@ export function linesOf(entries: number): number {
 /** 32-bit words of dirty bits for a map of `entries` entries, one bit per line. */
 export function dirtyWordsOf(entries: number): number {
   return Math.ceil(linesOf(entries) / 32);
+}
+
+function bookkeepingWords(entries: number): number {
+  const dirty = dirtyWordsOf(entries);
+  return SUMMARY_AT + Math.ceil(dirty / 32) + dirty;
+}
+
+/** Dirty bits taken from a map (PtrackMap.takeDirtyLines): the words of the bitmap that held any, and their bits. */
+export interface DirtyLines {
+  readonly words: Uint32Array;
+  readonly bits: Uint32Array;
 }
 
 /**
@@ -48,9 +63,9 @@ export function dirtyWordsOf(entries: number): number {
  *
  * Beside it, a bookkeeping buffer the same threads share: the count of entries in use (an entry goes
  * from 0 once, under its lock, so the writer that does it adds one), and a dirty bit per line of
- * LINE_ENTRIES entries. A writer sets the line's bit (one atomic OR) after it raised an entry; a
- * checkpoint clears the bits it takes before it reads the lines (takeDirtyLines), so a raise it may have
- * missed leaves its bit set for the next one.
+ * LINE_ENTRIES entries. A writer sets the line's bit (an atomic OR; a second, for the summary, when its
+ * word of bits was 0) after it raised an entry; a checkpoint clears the bits it takes before it reads
+ * the lines (takeDirtyLines), so a raise it may have missed leaves its bit set for the next one.
  */
 export class PtrackMap {
   readonly buffer: SharedArrayBuffer;
@@ -58,6 +73,8 @@ export class PtrackMap {
   readonly entries: number;
   readonly #u32: Uint32Array;
   readonly #book: Int32Array;
+  /** Where the dirty bits start in #book, after the summary words. */
+  readonly #dirtyAt: number;
 
   /** Wraps a map's shared buffers (another thread's PtrackMap.buffers). */
   constructor({ buffer, bookkeeping }: MapBuffers) {
@@ -76,11 +93,12 @@ export class PtrackMap {
     this.buffer = buffer;
     this.entries = (buffer.byteLength - HEADER_SIZE) / 8;
     this.#u32 = new Uint32Array(buffer, HEADER_SIZE);
-    if (bookkeeping.byteLength !== (DIRTY_AT + dirtyWordsOf(this.entries)) * 4) {
+    if (bookkeeping.byteLength !== bookkeepingWords(this.entries) * 4) {
       throw new RangeError(`the bookkeeping buffer does not fit a map of ${this.entries} entries`);
     }
     this.bookkeeping = bookkeeping;
     this.#book = new Int32Array(bookkeeping);
+    this.#dirtyAt = bookkeepingWords(this.entries) - dirtyWordsOf(this.entries);
   }
 
   /** What another thread needs to wrap the same map. */
@@ -100,7 +118,7 @@ export class PtrackMap {
     const buffer = new SharedArrayBuffer(HEADER_SIZE + entries * 8);
     new Uint8Array(buffer).set(MAP_MAGIC, 0);
     new DataView(buffer).setUint32(4, MAP_VERSION, true);
-    const bookkeeping = new SharedArrayBuffer((DIRTY_AT + dirtyWordsOf(entries)) * 4);
+    const bookkeeping = new SharedArrayBuffer(bookkeepingWords(entries) * 4);
     const map = new PtrackMap({ buffer, bookkeeping });
     map.initLsn = initLsn;
     return map;
@@ -227,22 +245,41 @@ export class PtrackMap {
   }
 
   /**
-   * The dirty bits, taken: a copy of them (one bit per line), each cleared in the map before the lines
-   * are read, so that a raise after this sets its bit again. Words that hold no bit are only read.
+   * The dirty bits, taken: each word that holds any (found through the summary) exchanged for 0 before
+   * the lines are read, so that a raise after this sets its bit again. The work grows with the words
+   * that changed, not with the map.
    */
-  takeDirtyLines(): Uint32Array {
+  takeDirtyLines(): DirtyLines {
     const book = this.#book;
-    const taken = new Uint32Array(book.length - DIRTY_AT);
-    for (let w = 0; w < taken.length; w++) {
-      if (Atomics.load(book, DIRTY_AT + w) !== 0) taken[w] = Atomics.exchange(book, DIRTY_AT + w, 0);
+    const words: number[] = [];
+    const bits: number[] = [];
+    for (let s = SUMMARY_AT; s < this.#dirtyAt; s++) {
+      if (Atomics.load(book, s) === 0) continue;
+      const groups = Atomics.exchange(book, s, 0);
+      for (let g = 0; g < 32; g++) {
+        if (!(groups & (1 << g))) continue;
+        const w = (s - SUMMARY_AT) * 32 + g;
+        const taken = Atomics.exchange(book, this.#dirtyAt + w, 0);
+        if (taken === 0) continue;
+        words.push(w);
+        bits.push(taken >>> 0);
+      }
     }
-    return taken;
+    return { words: Uint32Array.from(words), bits: Uint32Array.from(bits) };
   }
 
   /** Gives back dirty bits taken by a checkpoint that failed: its lines are written by the next one. */
-  restoreDirtyLines(taken: Uint32Array): void {
-    for (let w = 0; w < taken.length; w++) {
-      if (taken[w] !== 0) Atomics.or(this.#book, DIRTY_AT + w, taken[w] | 0);
+  restoreDirtyLines(taken: DirtyLines): void {
+    for (let k = 0; k < taken.words.length; k++) this.#markDirty(taken.words[k], taken.bits[k] | 0);
+  }
+
+  /**
+   * ORs bits into a word of dirty bits; the word's summary bit is set when the word was 0 (else whoever
+   * made it non-zero set it, or is about to, before its marks count).
+   */
+  #markDirty(word: number, bits: number): void {
+    if (Atomics.or(this.#book, this.#dirtyAt + word, bits) === 0) {
+      Atomics.or(this.#book, SUMMARY_AT + (word >>> 5), 1 << (word & 31));
     }
   }
 
@@ -315,7 +352,7 @@ export class PtrackMap {
       Atomics.store(u32, hiAt, Math.floor(lsn / TWO_32));
       if ((hi | lo) === 0) Atomics.add(this.#book, USED, 1);
       const line = Math.floor(slot / LINE_ENTRIES);
-      Atomics.or(this.#book, DIRTY_AT + (line >>> 5), 1 << (line & 31));
+      this.#markDirty(line >>> 5, 1 << (line & 31));
       return;
     }
   }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Catalog, MapState } from '../catalog/index.ts';
 import {
   appendLogRecord,
+  type DirtyLines,
   entriesForMapSize,
   FALSE_POSITIVE_HINT,
   falsePositiveRate,
@@ -77,7 +78,7 @@ export async function appendCheckpoint(
   dataDir: string,
   catalog: Catalog,
   map: PtrackMap,
-  taken: Uint32Array,
+  taken: DirtyLines,
   lsn: Lsn,
   log: { readonly logBytes: number; readonly logRegions: Uint32Array | null },
   crashPoint: (name: string) => void = () => {},

@@ -78,9 +78,11 @@ describe('the checkpoint log (ptrack.map.log)', () => {
     expect(replay).toEqual({ records: 2 });
     expect(lowerThan(map, truth).length).toBeGreaterThan(0); // the third record's marks are not in it
     // WAL from the second checkpoint marks them again; the next record goes where the third was
-    const every = new Uint32Array(Math.ceil(Math.ceil(ENTRIES / LINE_ENTRIES) / 32));
-    for (let line = 0; line < Math.ceil(ENTRIES / LINE_ENTRIES); line++)
-      every[line >>> 5] |= 1 << (line & 31);
+    // every line of the map, taken as dirty bits
+    const lineCount = Math.ceil(ENTRIES / LINE_ENTRIES);
+    const words = Uint32Array.from({ length: Math.ceil(lineCount / 32) }, (_, w) => w);
+    const bits = words.map((w) => (lineCount - w * 32 >= 32 ? 0xffffffff : 2 ** (lineCount - w * 32) - 1));
+    const every = { words, bits };
     const again = await appendLogRecord(path, counted.logBytes, truth, every, 0x9000);
     const after = replayed(path, { ...counted, logBytes: counted.logBytes + again.bytes });
     expect(after.replay).toEqual({ records: 3 });

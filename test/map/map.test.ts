@@ -2,7 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { blockHash, entriesForMapSize, LINE_ENTRIES, mod64, PtrackMap } from '../../src/map/index.ts';
+import {
+  blockHash,
+  type DirtyLines,
+  entriesForMapSize,
+  LINE_ENTRIES,
+  mod64,
+  PtrackMap,
+} from '../../src/map/index.ts';
 import { seededRandom } from '../helpers/fixtures.ts';
 
 /** Marks (rel, block, lsn triples) in the map from a worker thread, as a decoder worker does. */
@@ -249,9 +256,10 @@ describe('marking and asking', () => {
 });
 
 /** The line numbers whose bits are set in taken dirty bits. */
-function linesIn(taken: Uint32Array): number[] {
+function linesIn(taken: DirtyLines): number[] {
   const lines: number[] = [];
-  for (let w = 0; w < taken.length; w++)
-    for (let b = 0; b < 32; b++) if (taken[w] & (1 << b)) lines.push(w * 32 + b);
+  taken.words.forEach((w, k) => {
+    for (let b = 0; b < 32; b++) if (taken.bits[k] & (1 << b)) lines.push(w * 32 + b);
+  });
   return lines;
 }
