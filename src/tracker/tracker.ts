@@ -182,7 +182,7 @@ export class Tracker {
    */
   get appliedLsn(): Lsn {
     this.#pipeline?.flushNow();
-    this.#settleQuietly();
+    this.#trySettle();
     return this.#appliedLsn;
   }
 
@@ -201,12 +201,16 @@ export class Tracker {
     this.#blocksMarked += settled.blocks;
   }
 
-  /** #settle where a failure must not escape (a status, a query's wait): the next chunk meets it again. */
-  #settleQuietly(): void {
+  /**
+   * #settle where a failure must not escape (a status, a query's wait): the applied LSN then stays, and
+   * the next chunk meets the error again. Returns whether the catalog is written.
+   */
+  #trySettle(): boolean {
     try {
       this.#settle();
+      return true;
     } catch {
-      // the catalog cannot be written now: the applied LSN stays, and the pipeline reports the error
+      return false;
     }
   }
 
@@ -215,11 +219,7 @@ export class Tracker {
    * resumes from the applied LSN and decodes those records again.
    */
   #settleOrForget(): void {
-    try {
-      this.#settle();
-    } catch {
-      this.#held.forget();
-    }
+    if (!this.#trySettle()) this.#held.forget();
   }
 
   /** Notes when the map fell behind the server, as the positions move (lag in seconds counts from it). */
@@ -229,7 +229,7 @@ export class Tracker {
   }
 
   status(): TrackerStatus {
-    this.#settleQuietly();
+    this.#trySettle();
     this.#noteBehind();
     const gaps = this.#catalog?.history().filter((h) => h.kind === 'gap') ?? [];
     const state = this.#catalog?.mapState();
@@ -517,7 +517,7 @@ export class Tracker {
     this.#onDrain = () => stream.resume();
     const timer = setInterval(
       () => {
-        if (this.#held.due) this.#settleQuietly();
+        if (this.#held.due) this.#trySettle();
         if (this.#checkpointDue()) void this.#checkpoint('periodic');
       },
       Math.min(1000, this.#o.checkpointIntervalMs),
