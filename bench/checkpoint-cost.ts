@@ -14,7 +14,7 @@ import { Catalog } from '../src/catalog/index.ts';
 import { PtrackMap } from '../src/map/index.ts';
 import { CheckpointWriter, loadCheckpointedMap } from '../src/tracker/index.ts';
 import { parseLsn } from '../src/wal/index.ts';
-import { PgCluster } from '../test/helpers/pg-cluster.ts';
+import { PgCluster, pgBinDirFor } from '../test/helpers/pg-cluster.ts';
 import { scratchDir } from '../test/helpers/scratch.ts';
 import { Daemon, median } from './catchup.ts';
 
@@ -187,6 +187,55 @@ export async function benchIsolates(cluster: PgCluster, scratch: string) {
 }
 
 /**
+ * ptrack 2.4 doing the same work on the same binaries (../shared/pg's ptrack build): what the server's
+ * checkpointer writes (`/proc/PID/io`) at the same load with ptrack.map_size 64 against 0 (ptrack off),
+ * over the server checkpoints of the run (checkpoint_timeout 60 s to have several). ptrack writes its
+ * whole map at every server checkpoint; per hour at the default checkpoint_timeout (5 min) that is 12
+ * of them. Null without the ptrack build.
+ */
+export async function benchPtrackMapWrites(seconds: number) {
+  if ('missing' in pgBinDirFor('15-ptrack')) return null;
+  const cluster = await PgCluster.start({
+    major: '15-ptrack',
+    settings: {
+      shared_preload_libraries: "'ptrack'",
+      'ptrack.map_size': 64,
+      checkpoint_timeout: "'60s'",
+      fsync: 'on',
+      autovacuum: 'off',
+    },
+  });
+  try {
+    await cluster.sql('CREATE EXTENSION ptrack');
+    await cluster.client('pgbench', ['-i', '-q', '-s', '10']);
+    const runs: { mapMb: number; writtenBytes: number; checkpoints: number }[] = [];
+    for (const mapMb of [64, 0]) {
+      await cluster.sql(`ALTER SYSTEM SET ptrack.map_size = ${mapMb}`);
+      await cluster.stop();
+      await cluster.startAgain();
+      await cluster.sql('CHECKPOINT');
+      const pid = Number(
+        await cluster.sql("SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'"),
+      );
+      const checkpoints = async () =>
+        Number(await cluster.sql('SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter'));
+      const [written, done] = [writeBytesOf(pid), await checkpoints()];
+      await cluster.client('pgbench', ['-n', '-R', String(TPS), '-c', '2', '-T', String(seconds)]);
+      runs.push({
+        mapMb,
+        writtenBytes: writeBytesOf(pid) - written,
+        checkpoints: (await checkpoints()) - done,
+      });
+    }
+    const [on, off] = runs;
+    const perCheckpoint = on.writtenBytes / on.checkpoints - off.writtenBytes / off.checkpoints;
+    return { on, off, perCheckpoint, perHour: 12 * perCheckpoint };
+  } finally {
+    await cluster.destroy();
+  }
+}
+
+/**
  * Start-up: a 1 GB map, a sixth full, written whole into two data directories; one of them then takes
  * `records` log records of about `lines` lines each. Loads alternate between the two, each in a fresh
  * process; the median of five.
@@ -293,6 +342,12 @@ export async function benchCheckpointCost(
     log(
       `  a decoder thread's isolate: ${(isolates[1].steadyMb - isolates[0].steadyMb).toFixed(0)} MB; the query thread's: ${(isolates[0].afterQueryMb - isolates[0].steadyMb).toFixed(0)} MB`,
     );
+    const ptrack = await benchPtrackMapWrites(seconds);
+    if (ptrack) {
+      log(
+        `\nptrack 2.4, same binaries and load, 64 MB map: the checkpointer wrote ${mb(ptrack.on.writtenBytes)} MB over ${ptrack.on.checkpoints} server checkpoints with ptrack on, ${mb(ptrack.off.writtenBytes)} MB over ${ptrack.off.checkpoints} off: ${mb(ptrack.perCheckpoint)} MB of map a checkpoint, ${mb(ptrack.perHour)} MB/h at checkpoint_timeout 5 min`,
+      );
+    }
     const hourLines = Math.round(largest.checkpointBytes / Math.max(1, largest.checkpoints) / 68);
     const s = await benchStartupWithLog(120, hourLines);
     log(
