@@ -179,6 +179,8 @@ interface LocalBatch {
 class RelaySession {
   readonly #client: Socket;
   readonly #upstream: Socket;
+  /** The session has ended (#end): its one log line is said. */
+  #over = false;
   readonly #o: PgEndpointOptions & { replication: boolean; streams: WalStreams };
   #authenticated = false;
   /** The last transaction status the server reported. */
@@ -224,10 +226,7 @@ class RelaySession {
     if (o.replication) o.streams.add(this);
     const close = (why: string) => () => {
       o.streams.delete(this);
-      if (this.#client.destroyed && this.#upstream.destroyed) return;
-      this.#o.log('info', `pg endpoint: session ended (${why})`);
-      this.#client.destroy();
-      this.#upstream.destroy();
+      this.#end('info', `session ended (${why})`);
     };
     upstream.on('data', (chunk: Buffer) => this.#fromServer(chunk));
     upstream.on('close', close('the server closed it'));
@@ -236,6 +235,19 @@ class RelaySession {
     client.on('close', close('the client closed it'));
     client.on('error', close('client connection error'));
     if (o.leftover.length > 0) this.#fromClient(o.leftover);
+  }
+
+  /**
+   * Ends the session, once, with one log line: the first of a side closing, a side's error, or a fault
+   * of ptrackd's answering says why. (Asking whether both sockets were destroyed could not tell: both
+   * can be, a client's end and a server's FATAL at once, before either 'close' is heard.)
+   */
+  #end(level: 'info' | 'warn', why: string): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#o.log(level, `pg endpoint: ${why}`);
+    this.#client.destroy();
+    this.#upstream.destroy();
   }
 
   #fromServer(chunk: Buffer): void {
@@ -344,9 +356,7 @@ class RelaySession {
         this.#message(type, whole);
       }
     } catch (e) {
-      this.#o.log('warn', `pg endpoint: closing a session: ${(e as Error).message}`);
-      this.#client.destroy();
-      this.#upstream.destroy();
+      this.#end('warn', `closing a session: ${(e as Error).message}`);
     } finally {
       this.#upstream.uncork();
     }
@@ -458,11 +468,7 @@ class RelaySession {
       const reply = await respond();
       this.#client.write(Buffer.concat(reply));
     })()
-      .catch((e: Error) => {
-        this.#o.log('warn', `pg endpoint: closing a session: ${e.message}`);
-        this.#client.destroy();
-        this.#upstream.destroy();
-      })
+      .catch((e: Error) => this.#end('warn', `closing a session: ${e.message}`))
       .finally(() => {
         this.#busy = false;
         this.#drain();
